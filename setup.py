@@ -1,0 +1,95 @@
+"""Build the compiled core of jadevec.
+
+Every ``jadevec/_core/<name>.pyx`` becomes the extension ``jadevec._core.<name>``;
+``EXTRA_SOURCES`` lists the hand-written C files each one links.
+
+Nothing here targets the build machine's CPU: the baseline is plain x86-64 (or
+the platform default elsewhere). The AVX2+FMA and AVX-512 kernels carry their
+ISA in ``__attribute__((target(...)))`` on each function and are chosen at run
+time, so one wheel runs on any CPU of its architecture.
+
+``JADEVEC_DEBUG_BUILD=1`` builds a checked variant: bounds and wraparound
+checks on, ``-O0 -g``; CI runs the test suite once more against it.
+"""
+
+import os
+import platform
+import sys
+from glob import glob
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("JADEVEC_DEBUG_BUILD", "") not in ("", "0")
+SRC = "jadevec/_core/src"
+
+# C sources linked into each compiled module, beside its generated .c file.
+EXTRA_SOURCES = {
+    "kernels": [
+        f"{SRC}/cpu_features.c",
+        f"{SRC}/kernels_scalar.c",
+        f"{SRC}/kernels_avx2.c",
+        f"{SRC}/kernels_avx512.c",
+    ],
+}
+# Modules whose loops use prange (OpenMP) to spread work over every core.
+OPENMP_MODULES = {"kernels"}
+
+
+def openmp_flags():
+    """Return (compile, link) flags for OpenMP, or empty lists where unsupported."""
+    if os.environ.get("JADEVEC_NO_OPENMP"):
+        return [], []
+    if sys.platform.startswith("linux"):
+        return ["-fopenmp"], ["-fopenmp"]
+    return [], []  # Apple clang ships no OpenMP runtime; prange runs serially there
+
+
+def compile_flags():
+    flags = ["-Wall", "-Wno-unused-function", "-std=c11"]
+    flags += ["-O0", "-g"] if DEBUG else ["-O3"]
+    return flags
+
+
+def extensions():
+    omp_compile, omp_link = openmp_flags()
+    exts = []
+    for pyx in sorted(glob("jadevec/_core/*.pyx")):
+        name = os.path.splitext(os.path.basename(pyx))[0]
+        extra_compile = compile_flags()
+        extra_link = []
+        if name in OPENMP_MODULES:
+            extra_compile += omp_compile
+            extra_link += omp_link
+        exts.append(
+            Extension(
+                f"jadevec._core.{name}",
+                [pyx, *EXTRA_SOURCES.get(name, [])],
+                include_dirs=[np.get_include(), SRC],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+                extra_compile_args=extra_compile,
+                extra_link_args=extra_link,
+                depends=glob(f"{SRC}/*.h") + glob("jadevec/_core/*.pxd"),
+            )
+        )
+    return exts
+
+
+if platform.architecture()[0] != "64bit":
+    sys.exit("jadevec needs a 64-bit Python: it maps files larger than 4 GiB.")
+
+setup(
+    ext_modules=cythonize(
+        extensions(),
+        language_level=3,
+        compiler_directives={
+            "boundscheck": DEBUG,
+            "wraparound": DEBUG,
+            "initializedcheck": DEBUG,
+            "cdivision": not DEBUG,
+            "embedsignature": True,
+        },
+        force=DEBUG,
+    ),
+)
