@@ -54,9 +54,13 @@ def compile_flags():
 
 def extensions():
     omp_compile, omp_link = openmp_flags()
+    # JADEVEC_ONLY=kernels,aligned builds just those modules (a developer convenience).
+    only = {m for m in os.environ.get("JADEVEC_ONLY", "").split(",") if m}
     exts = []
     for pyx in sorted(glob("jadevec/_core/*.pyx")):
         name = os.path.splitext(os.path.basename(pyx))[0]
+        if only and name not in only:
+            continue
         extra_compile = compile_flags()
         extra_link = []
         if name in OPENMP_MODULES:
