@@ -1,0 +1,140 @@
+"""Lazily opened vector file sets with least-recently-used eviction. Private.
+
+Shared by the ``mmap`` and ``hybrid`` backends (the seed's T11.7.2). Opening
+a store opens no vector file; a database's file set is opened by its first
+operation; at most ``max_open`` stay open, and the least recently used one
+is flushed and closed first.
+
+Invariants and thread rules:
+
+* Every operation on a database brackets its work with ``acquire(key)`` and
+  ``release(key)``. An acquired (pinned) file set is never closed, so a
+  thread never works on a file another thread evicted under it. When every
+  open file set is pinned the limit is exceeded for the moment and restored
+  at the next ``release``: correctness first, the limit second.
+* ``retire(key)`` (database deletion) forbids new acquires at once, waits for
+  pinned users to finish and closes the files. A retired key stays retired,
+  so a handle to a deleted database raises ``DatabaseNotFoundError`` even if
+  a new database later takes its name (it gets a new folder, a new key).
+* One lock guards the table. Opening and closing run under it: both are
+  short (a clean open reads a header and maps the file), and doing them
+  there makes "open exactly once" and "never close while pinned" simple.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from jadevec.errors import DatabaseNotFoundError, StoreClosedError
+
+__all__ = ["OpenFiles"]
+
+log = logging.getLogger("jadevec")
+
+
+class OpenFiles:
+    """The table of open vector file sets of one ``MemoryMappedVectorStore``.
+
+    Parameters
+    ----------
+    store : MemoryMappedVectorStore
+        Provides ``open_vector_file``, ``flush`` and ``close_vector_file``.
+    max_open : int
+        Most file sets kept open at once (>= 1).
+    """
+
+    def __init__(self, store: Any, max_open: int) -> None:
+        self._store = store
+        self.max_open = max(1, int(max_open))
+        self._cond = threading.Condition(threading.Lock())
+        # key -> number of threads using it; order is recency (last = newest).
+        self._pins: OrderedDict[str, int] = OrderedDict()
+        self._retired: set[str] = set()
+        self._closed = False
+        #: How many times a file set was opened / evicted (for tests and reports).
+        self.opens = 0
+        self.evictions = 0
+
+    def acquire(self, key: str) -> None:
+        """Pin ``key``'s file set, opening it (and evicting others) if needed.
+
+        Raises
+        ------
+        DatabaseNotFoundError
+            The key was retired (its database was deleted).
+        StoreClosedError
+            ``close_all`` ran.
+        """
+        with self._cond:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            pins = self._pins.get(key)
+            if pins is None:
+                if key in self._retired:
+                    raise DatabaseNotFoundError(f"database was deleted (folder {key!r})")
+                self._store.open_vector_file(key)
+                self.opens += 1
+                self._pins[key] = 1
+                self._evict_locked()
+            else:
+                self._pins[key] = pins + 1
+                self._pins.move_to_end(key)
+
+    def release(self, key: str) -> None:
+        """Unpin ``key``; close surplus idle file sets."""
+        with self._cond:
+            left = self._pins[key] - 1
+            self._pins[key] = left
+            if left == 0:
+                if len(self._pins) > self.max_open:
+                    self._evict_locked()
+                self._cond.notify_all()
+
+    def _evict_locked(self) -> None:
+        """Close least recently used unpinned file sets until within the limit."""
+        excess = len(self._pins) - self.max_open
+        if excess <= 0:
+            return
+        for key in [k for k, n in self._pins.items() if n == 0][:excess]:
+            self._close_locked(key)
+            self.evictions += 1
+
+    def _close_locked(self, key: str) -> None:
+        del self._pins[key]
+        # Flush before closing: the seed's rule, and it keeps the close cheap.
+        self._store.flush(key)
+        self._store.close_vector_file(key)
+        log.debug("closed vector files of %s", key)
+
+    def retire(self, key: str) -> None:
+        """Forbid ``key`` from now on, wait for its users, and close it if open."""
+        with self._cond:
+            self._retired.add(key)
+            while self._pins.get(key, 0) > 0:
+                self._cond.wait()
+            if key in self._pins:
+                del self._pins[key]
+                self._store.close_vector_file(key)
+
+    def is_open(self, key: str) -> bool:
+        """Whether ``key``'s files are open now."""
+        with self._cond:
+            return key in self._pins
+
+    def open_keys(self) -> list[str]:
+        """Keys with open files, least recently used first."""
+        with self._cond:
+            return list(self._pins)
+
+    def close_all(self) -> None:
+        """Close every open file set once its users are done; refuse new acquires."""
+        with self._cond:
+            self._closed = True
+            while any(self._pins.values()):
+                self._cond.wait()
+            for key in list(self._pins):
+                del self._pins[key]
+                self._store.close_vector_file(key)
