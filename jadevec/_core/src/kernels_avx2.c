@@ -1,0 +1,338 @@
+/*
+ * AVX2 + FMA kernels (Haswell and later, Zen and later).  Every function
+ * carries its target attribute, so this file builds with baseline flags and
+ * runs only after cpu_features.c said the CPU and OS support AVX2 and FMA.
+ * Tails shorter than 8 floats use masked loads (masked lanes read as zero and
+ * never fault), so rows of any length and alignment are safe.
+ */
+#include "jv_kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#include <math.h>
+
+#define JV_AVX2 __attribute__((target("avx2,fma")))
+#define QW_AVX2 16 /* queries per rows_multi block: two YMM registers */
+#define R_AVX2 4   /* rows per rows_multi micro-tile */
+
+/* Eight -1 then eight 0: loading 8 ints at offset 8 - r gives a mask of r lanes. */
+static const int tail_bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+JV_AVX2 static inline __m256i tail_mask(size_t r)
+{
+    return _mm256_loadu_si256((const __m256i *)(tail_bits + 8 - r));
+}
+
+JV_AVX2 static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float inv_norm(float n2)
+{
+    return n2 > 0.0f ? 1.0f / sqrtf(n2) : 0.0f;
+}
+
+/* Four accumulators hide the FMA latency on in-cache data. */
+JV_AVX2 static float dot_avx2(const float *a, const float *b, size_t n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    if (i < n) {
+        __m256i m = tail_mask(n - i);
+        s1 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), s1);
+    }
+    return hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+}
+
+JV_AVX2 static float l2sq_avx2(const float *a, const float *b, size_t n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    __m256 t0, t1, t2, t3;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        t0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        t1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
+        t2 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16));
+        t3 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24));
+        s0 = _mm256_fmadd_ps(t0, t0, s0);
+        s1 = _mm256_fmadd_ps(t1, t1, s1);
+        s2 = _mm256_fmadd_ps(t2, t2, s2);
+        s3 = _mm256_fmadd_ps(t3, t3, s3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        t0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+        s0 = _mm256_fmadd_ps(t0, t0, s0);
+    }
+    if (i < n) {
+        __m256i m = tail_mask(n - i);
+        t1 = _mm256_sub_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m));
+        s1 = _mm256_fmadd_ps(t1, t1, s1);
+    }
+    return hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+}
+
+JV_AVX2 static float cosine_avx2(const float *a, const float *b, size_t n)
+{
+    __m256 ab0 = _mm256_setzero_ps(), aa0 = _mm256_setzero_ps(), bb0 = _mm256_setzero_ps();
+    __m256 ab1 = _mm256_setzero_ps(), aa1 = _mm256_setzero_ps(), bb1 = _mm256_setzero_ps();
+    __m256 x, y;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        x = _mm256_loadu_ps(a + i);
+        y = _mm256_loadu_ps(b + i);
+        ab0 = _mm256_fmadd_ps(x, y, ab0);
+        aa0 = _mm256_fmadd_ps(x, x, aa0);
+        bb0 = _mm256_fmadd_ps(y, y, bb0);
+        x = _mm256_loadu_ps(a + i + 8);
+        y = _mm256_loadu_ps(b + i + 8);
+        ab1 = _mm256_fmadd_ps(x, y, ab1);
+        aa1 = _mm256_fmadd_ps(x, x, aa1);
+        bb1 = _mm256_fmadd_ps(y, y, bb1);
+    }
+    for (; i < n; i += 8) {
+        if (i + 8 <= n) {
+            x = _mm256_loadu_ps(a + i);
+            y = _mm256_loadu_ps(b + i);
+        } else {
+            __m256i m = tail_mask(n - i);
+            x = _mm256_maskload_ps(a + i, m);
+            y = _mm256_maskload_ps(b + i, m);
+        }
+        ab0 = _mm256_fmadd_ps(x, y, ab0);
+        aa0 = _mm256_fmadd_ps(x, x, aa0);
+        bb0 = _mm256_fmadd_ps(y, y, bb0);
+    }
+    float ab = hsum(_mm256_add_ps(ab0, ab1));
+    return ab * inv_norm(hsum(_mm256_add_ps(aa0, aa1))) * inv_norm(hsum(_mm256_add_ps(bb0, bb1)));
+}
+
+/*
+ * Four rows against one query, interleaved so the query chunk is loaded once
+ * and four independent FMA chains run.  Each row has exactly one accumulator
+ * and the same operation order whatever its neighbours, so a row's score does
+ * not depend on how rows are grouped.
+ */
+JV_AVX2 static void rows4_avx2(const float *r0, const float *r1, const float *r2,
+                               const float *r3, size_t d, const float *q, float qscale,
+                               int metric, float out[4])
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    __m256 n0 = _mm256_setzero_ps(), n1 = _mm256_setzero_ps();
+    __m256 n2 = _mm256_setzero_ps(), n3 = _mm256_setzero_ps();
+    __m256 x0, x1, x2, x3, qv;
+    size_t k = 0;
+
+#define JV_LOAD_FULL                                                                       \
+    qv = _mm256_loadu_ps(q + k);                                                           \
+    x0 = _mm256_loadu_ps(r0 + k);                                                          \
+    x1 = _mm256_loadu_ps(r1 + k);                                                          \
+    x2 = _mm256_loadu_ps(r2 + k);                                                          \
+    x3 = _mm256_loadu_ps(r3 + k);
+#define JV_LOAD_TAIL                                                                       \
+    __m256i m = tail_mask(d - k);                                                          \
+    qv = _mm256_maskload_ps(q + k, m);                                                     \
+    x0 = _mm256_maskload_ps(r0 + k, m);                                                    \
+    x1 = _mm256_maskload_ps(r1 + k, m);                                                    \
+    x2 = _mm256_maskload_ps(r2 + k, m);                                                    \
+    x3 = _mm256_maskload_ps(r3 + k, m);
+
+    if (metric == JV_L2) {
+        for (; k < d; k += 8) {
+            if (k + 8 <= d) {
+                JV_LOAD_FULL
+            } else {
+                JV_LOAD_TAIL
+            }
+            x0 = _mm256_sub_ps(x0, qv);
+            x1 = _mm256_sub_ps(x1, qv);
+            x2 = _mm256_sub_ps(x2, qv);
+            x3 = _mm256_sub_ps(x3, qv);
+            a0 = _mm256_fmadd_ps(x0, x0, a0);
+            a1 = _mm256_fmadd_ps(x1, x1, a1);
+            a2 = _mm256_fmadd_ps(x2, x2, a2);
+            a3 = _mm256_fmadd_ps(x3, x3, a3);
+        }
+    } else {
+        for (; k < d; k += 8) {
+            if (k + 8 <= d) {
+                JV_LOAD_FULL
+            } else {
+                JV_LOAD_TAIL
+            }
+            a0 = _mm256_fmadd_ps(x0, qv, a0);
+            a1 = _mm256_fmadd_ps(x1, qv, a1);
+            a2 = _mm256_fmadd_ps(x2, qv, a2);
+            a3 = _mm256_fmadd_ps(x3, qv, a3);
+            if (metric == JV_COSINE) { /* row norms fused into the same pass */
+                n0 = _mm256_fmadd_ps(x0, x0, n0);
+                n1 = _mm256_fmadd_ps(x1, x1, n1);
+                n2 = _mm256_fmadd_ps(x2, x2, n2);
+                n3 = _mm256_fmadd_ps(x3, x3, n3);
+            }
+        }
+    }
+#undef JV_LOAD_FULL
+#undef JV_LOAD_TAIL
+    out[0] = hsum(a0);
+    out[1] = hsum(a1);
+    out[2] = hsum(a2);
+    out[3] = hsum(a3);
+    if (metric == JV_COSINE) {
+        out[0] *= qscale * inv_norm(hsum(n0));
+        out[1] *= qscale * inv_norm(hsum(n1));
+        out[2] *= qscale * inv_norm(hsum(n2));
+        out[3] *= qscale * inv_norm(hsum(n3));
+    }
+}
+
+JV_AVX2 static void rows_avx2(const float *base, size_t nrows, size_t stride, size_t d,
+                              const float *q, float qscale, int metric, float *out)
+{
+    float tmp[4];
+    size_t i = 0;
+    for (; i + 4 <= nrows; i += 4) {
+        const float *r = base + i * stride;
+        rows4_avx2(r, r + stride, r + 2 * stride, r + 3 * stride, d, q, qscale, metric,
+                   out + i);
+    }
+    if (i < nrows) { /* last 1-3 rows: repeat the last valid row in the spare slots */
+        const float *r[4];
+        for (size_t j = 0; j < 4; j++)
+            r[j] = base + (i + j < nrows ? i + j : nrows - 1) * stride;
+        rows4_avx2(r[0], r[1], r[2], r[3], d, q, qscale, metric, tmp);
+        for (size_t j = 0; i + j < nrows; j++)
+            out[i + j] = tmp[j];
+    }
+}
+
+JV_AVX2 static void rows_invnorm_avx2(const float *base, size_t nrows, size_t stride,
+                                      size_t d, float *out)
+{
+    for (size_t i = 0; i < nrows; i++) {
+        const float *r = base + i * stride;
+        out[i] = inv_norm(dot_avx2(r, r, d));
+    }
+}
+
+/*
+ * Register-blocked micro-kernel: R_AVX2 rows x 16 packed queries.  For each
+ * component k it broadcasts one float of each row and multiplies it with 16
+ * query components, so no horizontal sums are needed and each loaded query
+ * vector feeds R_AVX2 FMAs (the layout of a GEMM micro-kernel).
+ */
+JV_AVX2 static void rows_multi_avx2(const float *base, size_t nrows, size_t stride,
+                                    size_t d, const float *qt, size_t nq, int metric,
+                                    const float *rinv, const float *qscale, float *out,
+                                    size_t ldo)
+{
+    float tile[R_AVX2][QW_AVX2];
+    for (size_t i = 0; i < nrows; i += R_AVX2) {
+        const float *r[R_AVX2];
+        size_t nr = nrows - i < R_AVX2 ? nrows - i : R_AVX2;
+        for (size_t j = 0; j < R_AVX2; j++)
+            r[j] = base + (i + (j < nr ? j : nr - 1)) * stride;
+        __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+        __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+        __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+        __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+        if (metric == JV_L2) {
+            for (size_t k = 0; k < d; k++) {
+                __m256 q0 = _mm256_loadu_ps(qt + k * QW_AVX2);
+                __m256 q1 = _mm256_loadu_ps(qt + k * QW_AVX2 + 8);
+                __m256 b, t;
+#define JV_L2_STEP(row, c0, c1)                                                            \
+    b = _mm256_broadcast_ss(r[row] + k);                                                   \
+    t = _mm256_sub_ps(q0, b);                                                              \
+    c0 = _mm256_fmadd_ps(t, t, c0);                                                        \
+    t = _mm256_sub_ps(q1, b);                                                              \
+    c1 = _mm256_fmadd_ps(t, t, c1);
+                JV_L2_STEP(0, c00, c01)
+                JV_L2_STEP(1, c10, c11)
+                JV_L2_STEP(2, c20, c21)
+                JV_L2_STEP(3, c30, c31)
+#undef JV_L2_STEP
+            }
+        } else {
+            for (size_t k = 0; k < d; k++) {
+                __m256 q0 = _mm256_loadu_ps(qt + k * QW_AVX2);
+                __m256 q1 = _mm256_loadu_ps(qt + k * QW_AVX2 + 8);
+                __m256 b;
+#define JV_DOT_STEP(row, c0, c1)                                                           \
+    b = _mm256_broadcast_ss(r[row] + k);                                                   \
+    c0 = _mm256_fmadd_ps(b, q0, c0);                                                       \
+    c1 = _mm256_fmadd_ps(b, q1, c1);
+                JV_DOT_STEP(0, c00, c01)
+                JV_DOT_STEP(1, c10, c11)
+                JV_DOT_STEP(2, c20, c21)
+                JV_DOT_STEP(3, c30, c31)
+#undef JV_DOT_STEP
+            }
+        }
+        _mm256_storeu_ps(tile[0], c00);
+        _mm256_storeu_ps(tile[0] + 8, c01);
+        _mm256_storeu_ps(tile[1], c10);
+        _mm256_storeu_ps(tile[1] + 8, c11);
+        _mm256_storeu_ps(tile[2], c20);
+        _mm256_storeu_ps(tile[2] + 8, c21);
+        _mm256_storeu_ps(tile[3], c30);
+        _mm256_storeu_ps(tile[3] + 8, c31);
+        for (size_t j = 0; j < nq; j++) {
+            float *o = out + j * ldo + i;
+            for (size_t rr = 0; rr < nr; rr++)
+                o[rr] = metric == JV_COSINE ? tile[rr][j] * rinv[i + rr] * qscale[j]
+                                            : tile[rr][j];
+        }
+    }
+}
+
+JV_AVX2 static float sum_avx2(const float *a, size_t n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
+        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
+        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
+        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(a + i + 24));
+    }
+    float acc = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++)
+        acc += a[i];
+    return acc;
+}
+
+static const jv_kernel_table table_avx2 = {
+    "avx2",           QW_AVX2,         dot_avx2,
+    l2sq_avx2,        cosine_avx2,     rows_avx2,
+    rows_invnorm_avx2, rows_multi_avx2, sum_avx2,
+};
+
+const jv_kernel_table *jv_table_avx2(void)
+{
+    return &table_avx2;
+}
+
+#else
+
+const jv_kernel_table *jv_table_avx2(void)
+{
+    return NULL;
+}
+
+#endif
