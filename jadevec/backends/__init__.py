@@ -14,6 +14,7 @@ from jadevec.backends.base import (
     VerifyReport,
     exact_search,
 )
+from jadevec.backends.registry import available_backends, load_backend
 
 __all__ = [
     "Backend",
@@ -22,5 +23,7 @@ __all__ = [
     "RecoveryReport",
     "StoreOptions",
     "VerifyReport",
+    "available_backends",
     "exact_search",
+    "load_backend",
 ]

@@ -217,6 +217,15 @@ class Backend(ABC):
     def list_databases(self) -> list[DatabaseInfo]:
         """Every database, names in their creation case."""
 
+    def has_database(self, name: str) -> bool:
+        """Whether a database of this name exists (ignoring case); used by ``name in store``.
+
+        The default scans :meth:`list_databases`; override it where a direct
+        lookup is cheaper (it must not open the database's files).
+        """
+        key = name.lower()
+        return any(info.name.lower() == key for info in self.list_databases())
+
     @abstractmethod
     def delete_database(self, name: str) -> None:
         """Delete a database and all its files; live handles then raise ``DatabaseNotFoundError``."""
