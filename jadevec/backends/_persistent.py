@@ -517,6 +517,11 @@ class PersistentBackend(Backend):
         with self._catalog_lock:
             return [DatabaseInfo(e.name, e.dimension, e.metric) for e in self._databases.values()]
 
+    def has_database(self, name: str) -> bool:
+        self._check_open()
+        with self._catalog_lock:
+            return name.lower() in self._databases
+
     def delete_database(self, name: str) -> None:
         self._check_writable()
         with self._catalog_lock:

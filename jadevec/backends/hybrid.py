@@ -100,6 +100,7 @@ class SqliteCatalog:
 
     def __init__(self, path: Path, read_only: bool) -> None:
         self.path = path
+        self._read_only = read_only
         self._lock = threading.Lock()
         self._has_rows: dict[str, bool] = {}
         try:
@@ -272,7 +273,20 @@ class SqliteCatalog:
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
+        """Close the connection; a writer leaves the file in rollback-journal mode.
+
+        WAL is needed only while a writer runs beside readers. Leaving a
+        closed store in ``DELETE`` mode means a later read-only open creates
+        no ``-wal``/``-shm`` files, so it truly writes nothing.
+        """
         with self._lock:
+            if not self._read_only:
+                try:
+                    # Fail at once rather than wait for a reader to go away.
+                    self._db.execute("PRAGMA busy_timeout=0")
+                    self._db.execute("PRAGMA journal_mode=DELETE")
+                except sqlite3.OperationalError:  # a reader holds it: stay in WAL
+                    pass
             self._db.close()
 
 
