@@ -218,7 +218,7 @@ cdef cnp.ndarray _rows_matrix(object a, str name):
     if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2:
         raise InvalidInputError(f"{name} must be a 2-D float32 numpy array, got {_describe(a)}")
     n, d = a.shape
-    if d > 1 and a.strides[1] != 4:
+    if n > 0 and d > 1 and a.strides[1] != 4:
         raise InvalidInputError(
             f"{name} rows must be contiguous (inner stride 4 bytes), got strides {a.strides}"
         )
