@@ -396,8 +396,8 @@ class Database:
         info = self._info
         vector_id = v.check_id(id)
         array = v.as_vector(vector, info.dimension, info.metric)
-        text = self._metadata(metadata)
-        self._db.store([vector_id], array.reshape(1, -1), None if text is None else [text])
+        texts = None if metadata is None else [self._metadata(metadata)]
+        self._db.store([vector_id], array[None], texts)
 
     def update(self, id: str, vector: Any, metadata: dict[str, Any] | None = None) -> None:
         """Replace the vector of an existing id.

@@ -260,17 +260,20 @@ def as_vector(vector: Any, dimension: int, metric: str, arg: str = "vector") -> 
             f"{arg} must have length {dimension} (the database's dimension), "
             f"got length {array.shape[0]}"
         )
-    # A float64 sum cannot overflow for finite float32 input (65,536 * 3.4e38
-    # is far below 1.8e308), and NaN or inf anywhere makes it non-finite; it
-    # allocates nothing, unlike np.isfinite(...).all().
-    if not math.isfinite(np.add.reduce(array, dtype=np.float64)):
-        raise InvalidInputError(
-            f"{arg} must be finite, got NaN or infinity after conversion to float32"
-        )
-    if metric == "cosine" and not array.any():
-        raise InvalidInputError(
-            f"{arg} must not be all zeros for a cosine database (its direction is undefined)"
-        )
+    # Fast path: one dot product. If it is finite and positive, every element
+    # is finite (a NaN or inf would make the sum of squares NaN or inf) and the
+    # vector is not all zeros. Otherwise (including float32 overflow of the
+    # squares, or underflow of tiny values) the exact checks below decide.
+    square = array.dot(array)
+    if not (square > 0.0 and square < math.inf):
+        if not np.isfinite(array).all():
+            raise InvalidInputError(
+                f"{arg} must be finite, got NaN or infinity after conversion to float32"
+            )
+        if metric == "cosine" and not array.any():
+            raise InvalidInputError(
+                f"{arg} must not be all zeros for a cosine database (its direction is undefined)"
+            )
     return array
 
 
@@ -336,8 +339,14 @@ def _check_rows(array: np.ndarray, metric: str, arg: str) -> None:
     """Refuse NaN/Inf anywhere and all-zero rows under cosine, naming the first bad row."""
     if array.size == 0:
         return
-    if not math.isfinite(np.add.reduce(array, axis=None, dtype=np.float64)):
-        bad = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
+    # One pass for the common case, as in as_vector: finite positive squared
+    # norms prove every row finite and non-zero; anything else is rechecked exactly.
+    squares = np.einsum("ij,ij->i", array, array)
+    if squares.min() > 0.0 and squares.max() < math.inf:
+        return
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
         raise InvalidInputError(
             f"{arg} must be finite, got NaN or infinity in row {bad} after conversion to float32"
         )
