@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -111,6 +112,17 @@ class Catalog(Protocol):
 def new_folder_id() -> str:
     """A fresh folder name: short, lower-case hex, safe on every file system."""
     return "db-" + secrets.token_hex(6)
+
+
+# A folder id, possibly inside the store's compaction names ``.<id>.compact``
+# and ``.<id>.old``; anything else in the vectors folder is not ours to touch.
+_FOLDER_NAME = re.compile(r"^\.?(db-[0-9a-f]{12})(?:\.(?:compact|old))?$")
+
+
+def folder_of(name: str) -> str | None:
+    """The database folder id an entry of the vectors folder belongs to, if any."""
+    match = _FOLDER_NAME.match(name)
+    return match.group(1) if match else None
 
 
 def fsync_dir(path: Path) -> None:
@@ -380,11 +392,13 @@ class PersistentBackend(Backend):
 
     def _remove_files(self, folder: str) -> None:
         """Remove every file of a database folder (idempotent)."""
-        target = self.path / VECTORS_DIR / folder
-        if target.exists():
+        vectors_dir = self.path / VECTORS_DIR
+        if (vectors_dir / folder).exists():
             self._vectors.delete_database_vectors(folder)
-        # The store removes what it knows; anything else left there is ours to clear.
-        shutil.rmtree(target, ignore_errors=True)
+        # The store removes what it knows; what is left (a half-done
+        # compaction's folders, stray files) is ours to clear.
+        for name in (folder, f".{folder}.compact", f".{folder}.old"):
+            shutil.rmtree(vectors_dir / name, ignore_errors=True)
         self._catalog.drop(folder)
 
     def _recover(self, entries: list[tuple[CatalogEntry, str]]) -> RecoveryReport | None:
@@ -406,7 +420,8 @@ class PersistentBackend(Backend):
                 touched.append(entry.name)
         live = {e.folder for e in self._databases.values()}
         vectors_dir = self.path / VECTORS_DIR
-        on_disk = {p.name for p in vectors_dir.iterdir()} if vectors_dir.is_dir() else set()
+        names = [p.name for p in vectors_dir.iterdir()] if vectors_dir.is_dir() else []
+        on_disk = {f for f in map(folder_of, names) if f is not None}
         for folder in sorted((on_disk | catalog.folders()) - live):
             self._remove_files(folder)
             actions.append(f"removed orphaned folder {folder!r} that no database names")

@@ -179,11 +179,11 @@ def test_delete_killed_before_its_files_are_gone_is_finished(tmp_path):
 
 def test_an_orphan_folder_is_removed_and_reported(tmp_path):
     HybridBackend(tmp_path, StoreOptions(flush_interval=0)).close()
-    (tmp_path / "vectors" / "db-stray").mkdir(parents=True)
-    (tmp_path / "vectors" / "db-stray" / "junk").write_bytes(b"x")
+    (tmp_path / "vectors" / "db-0123456789ab").mkdir(parents=True)
+    (tmp_path / "vectors" / "db-0123456789ab" / "junk").write_bytes(b"x")
     store = HybridBackend(tmp_path, StoreOptions(flush_interval=0))
-    assert not (tmp_path / "vectors" / "db-stray").exists()
-    assert any("db-stray" in a for a in store.recovery_report.actions)
+    assert not (tmp_path / "vectors" / "db-0123456789ab").exists()
+    assert any("db-0123456789ab" in a for a in store.recovery_report.actions)
     store.close()
 
 
