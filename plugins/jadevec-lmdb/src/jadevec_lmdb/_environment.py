@@ -267,14 +267,16 @@ def acquire(directory: Path, map_size: int, sync: bool) -> SharedEnvironment:
 
 def release(shared: SharedEnvironment) -> None:
     """Drop one reference; the last one closes the environment."""
+    # Close under the registry lock: py-lmdb refuses to open the environment
+    # again until the old handle is closed, so no acquire may slip in between.
     with _registry_lock:
         shared.refs -= 1
         if shared.refs:
             return
         del _registry[shared.key]
-    with shared.gate.exclusive():
-        shared.closed = True
-        shared.env.close()
+        with shared.gate.exclusive():
+            shared.closed = True
+            shared.env.close()
 
 
 def _identity(directory: Path) -> tuple[int, int]:

@@ -15,7 +15,9 @@ Invariants and thread rules:
   tagged ``g`` applies its change in place (overwrite a row, append one, or
   mark one deleted) instead of dropping the cache.
 * Every method runs under ``lock``, which the caller holds; searches of one
-  database are therefore serialised with its writes' cache updates.
+  database are therefore serialised with its writes' cache updates, and a
+  write to a database waits for a search of it in flight before it returns
+  (writes apply their changes in commit order, under the store's write lock).
 """
 
 from __future__ import annotations
