@@ -19,6 +19,7 @@ import threading
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import jadevec
 import lmdb
 import numpy as np
 import pytest
@@ -333,6 +334,18 @@ def test_bad_option_values_are_refused_before_anything_is_created(tmp_path, extr
     with pytest.raises(InvalidInputError):
         open_store(tmp_path / "store", **extra)
     assert not (tmp_path / "store").exists()
+
+
+def test_extra_options_pass_through_the_public_api(tmp_path):
+    with jadevec.open(tmp_path / "s", backend="lmdb", map_size=1 << 20, lmdb_sync=False,
+                      flush_interval=0) as store:
+        db = store.create_database("d", 16, metric="dot")
+        db.batch_store([f"v{i}" for i in range(20_000)], vectors(20_000, 16))
+        store.sync()
+    with pytest.raises(InvalidInputError):
+        jadevec.open(tmp_path / "t", backend="lmdb", lmdb_sync=1)
+    with jadevec.open(tmp_path / "s", backend="lmdb", read_only=True) as store:
+        assert len(store.get_database("D")) == 20_000
 
 
 def test_extra_options_are_declared():
