@@ -118,7 +118,18 @@ def check_ids(ids: Any, arg: str = "ids", *, unique: bool = True) -> list[str]:
         raise InvalidInputError(
             f"{arg} must be a list or other iterable of str, got {_type_name(ids)} {_shown(ids)}"
         )
-    out = [check_id(v, f"{arg}[{i}]") for i, v in enumerate(ids)]
+    out = list(ids)  # our own list: the caller may not mutate it under the backend
+    # Fast path, all at C speed: plain str only, all ASCII (so bytes == chars),
+    # lengths within bounds. Anything else goes through check_id one by one,
+    # which also finds the offending position for the message.
+    if not (
+        out
+        and set(map(type, out)) == {str}
+        and "".join(out).isascii()
+        and min(map(len, out)) > 0
+        and max(map(len, out)) <= MAX_ID_BYTES
+    ):
+        out = [check_id(v, f"{arg}[{i}]") for i, v in enumerate(out)]
     if unique and len(set(out)) != len(out):
         seen: dict[str, int] = {}
         for i, v in enumerate(out):
