@@ -49,10 +49,14 @@ class OpenFiles:
     def __init__(self, store: Any, max_open: int) -> None:
         self._store = store
         self.max_open = max(1, int(max_open))
-        self._cond = threading.Condition(threading.Lock())
+        # The hot path takes the plain lock; the condition (on the same lock)
+        # is only for retire() and close_all(), which wait for pins to drop.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiters = 0
         # key -> number of threads using it; order is recency (last = newest).
         self._pins: OrderedDict[str, int] = OrderedDict()
-        self._retired: set[str] = set()
+        self._retired: dict[str, str] = {}  # key -> why it is gone
         self._closed = False
         #: How many times a file set was opened / evicted (for tests and reports).
         self.opens = 0
@@ -68,30 +72,41 @@ class OpenFiles:
         StoreClosedError
             ``close_all`` ran.
         """
-        with self._cond:
+        with self._lock:
+            pins = self._pins.get(key)
+            if pins is not None and not self._closed:  # already open: the common case
+                self._pins[key] = pins + 1
+                return
+        self._acquire_slow(key)
+
+    def _acquire_slow(self, key: str) -> None:
+        with self._lock:
             if self._closed:
                 raise StoreClosedError("the store is closed")
             pins = self._pins.get(key)
-            if pins is None:
-                if key in self._retired:
-                    raise DatabaseNotFoundError(f"database was deleted (folder {key!r})")
-                self._store.open_vector_file(key)
-                self.opens += 1
-                self._pins[key] = 1
-                self._evict_locked()
-            else:
+            if pins is not None:  # another thread opened it meanwhile
                 self._pins[key] = pins + 1
-                self._pins.move_to_end(key)
+                return
+            if key in self._retired:
+                raise DatabaseNotFoundError(self._retired[key])
+            self._store.open_vector_file(key)
+            self.opens += 1
+            self._pins[key] = 1
+            self._evict_locked()
 
     def release(self, key: str) -> None:
         """Unpin ``key``; close surplus idle file sets."""
-        with self._cond:
+        with self._lock:
             left = self._pins[key] - 1
             self._pins[key] = left
             if left == 0:
+                # Recency is the time of the last release: only idle sets are
+                # eviction candidates, and they are ordered by when they went idle.
+                self._pins.move_to_end(key)
                 if len(self._pins) > self.max_open:
                     self._evict_locked()
-                self._cond.notify_all()
+                if self._waiters:
+                    self._cond.notify_all()
 
     def _evict_locked(self) -> None:
         """Close least recently used unpinned file sets until within the limit."""
@@ -109,15 +124,25 @@ class OpenFiles:
         self._store.close_vector_file(key)
         log.debug("closed vector files of %s", key)
 
-    def retire(self, key: str) -> None:
-        """Forbid ``key`` from now on, wait for its users, and close it if open."""
+    def retire(self, key: str, reason: str = "") -> None:
+        """Forbid ``key`` from now on, wait for its users, and close it if open.
+
+        ``reason`` is the message of the ``DatabaseNotFoundError`` later
+        acquires raise.
+        """
         with self._cond:
-            self._retired.add(key)
-            while self._pins.get(key, 0) > 0:
-                self._cond.wait()
+            self._retired[key] = reason or f"database was deleted (folder {key!r})"
+            self._wait_locked(lambda: self._pins.get(key, 0) == 0)
             if key in self._pins:
                 del self._pins[key]
                 self._store.close_vector_file(key)
+
+    def _wait_locked(self, done: Any) -> None:
+        self._waiters += 1
+        try:
+            self._cond.wait_for(done)
+        finally:
+            self._waiters -= 1
 
     def is_open(self, key: str) -> bool:
         """Whether ``key``'s files are open now."""
@@ -133,8 +158,7 @@ class OpenFiles:
         """Close every open file set once its users are done; refuse new acquires."""
         with self._cond:
             self._closed = True
-            while any(self._pins.values()):
-                self._cond.wait()
+            self._wait_locked(lambda: not any(self._pins.values()))
             for key in list(self._pins):
                 del self._pins[key]
                 self._store.close_vector_file(key)

@@ -147,16 +147,6 @@ class PersistentDatabase(DatabaseBackend):
         # Serialises the writers of this database (record, then vector).
         self._write_lock = threading.Lock()
 
-    # -- pinning -----------------------------------------------------------------
-
-    def _acquire(self) -> None:
-        try:
-            self._files.acquire(self._key)
-        except DatabaseNotFoundError:
-            raise DatabaseNotFoundError(
-                f"database {self.info.name!r} was deleted; this handle is no longer valid"
-            ) from None
-
     def _check_writable(self) -> None:
         if self._backend._read_only:
             raise ReadOnlyError(f"store {str(self._backend.path)!r} was opened with read_only=True")
@@ -208,7 +198,7 @@ class PersistentDatabase(DatabaseBackend):
         self._check_writable()
         if len(ids) == 0:
             return
-        self._acquire()
+        self._files.acquire(self._key)
         try:
             with self._write_lock:
                 undo = self._write_records(ids, vectors, metadatas)
@@ -226,7 +216,7 @@ class PersistentDatabase(DatabaseBackend):
     def update(self, vector_id: str, vector: np.ndarray, metadata: str | None,
                replace_metadata: bool) -> None:
         self._check_writable()
-        self._acquire()
+        self._files.acquire(self._key)
         try:
             with self._write_lock:
                 if self._vectors.retrieve_vector(self._key, vector_id) is None:
@@ -245,7 +235,7 @@ class PersistentDatabase(DatabaseBackend):
 
     def delete(self, vector_id: str) -> bool:
         self._check_writable()
-        self._acquire()
+        self._files.acquire(self._key)
         try:
             with self._write_lock:
                 existed = self._vectors.delete_vector(self._key, vector_id)
@@ -259,7 +249,7 @@ class PersistentDatabase(DatabaseBackend):
 
     def compact(self) -> None:
         self._check_writable()
-        self._acquire()
+        self._files.acquire(self._key)
         try:
             with self._write_lock:
                 self._vectors.compact(self._key)
@@ -270,14 +260,14 @@ class PersistentDatabase(DatabaseBackend):
     # -- reads -------------------------------------------------------------------
 
     def retrieve(self, vector_id: str) -> np.ndarray | None:
-        self._acquire()
+        self._files.acquire(self._key)
         try:
             return self._vectors.retrieve_vector(self._key, vector_id)
         finally:
             self._files.release(self._key)
 
     def retrieve_many(self, ids: Sequence[str]) -> list[np.ndarray | None]:
-        self._acquire()
+        self._files.acquire(self._key)
         try:
             return list(self._vectors.batch_retrieve(self._key, list(ids)))
         finally:
@@ -287,14 +277,14 @@ class PersistentDatabase(DatabaseBackend):
         return self.retrieve(vector_id) is not None
 
     def count(self) -> int:
-        self._acquire()
+        self._files.acquire(self._key)
         try:
             return int(self._vectors.count(self._key))
         finally:
             self._files.release(self._key)
 
     def list_ids(self) -> list[str]:
-        self._acquire()
+        self._files.acquire(self._key)
         try:
             return list(self._vectors.list_vectors(self._key))
         finally:
@@ -310,14 +300,14 @@ class PersistentDatabase(DatabaseBackend):
         return None if meta is DROP else meta  # type: ignore[return-value]
 
     def get_metadata(self, vector_id: str) -> str | None:
-        self._acquire()
+        self._files.acquire(self._key)
         try:
             return self._metadata_locked(vector_id)
         finally:
             self._files.release(self._key)
 
     def search(self, queries: np.ndarray, k: int) -> list[SearchResult]:
-        self._acquire()
+        self._files.acquire(self._key)
         try:
             return self._vectors.search(self._key, queries, k, self.info.metric)
         finally:
@@ -548,7 +538,8 @@ class PersistentBackend(Backend):
             self._handles.pop(entry.folder, None)
         # Outside the catalog lock: waiting for in-flight users of this
         # database must not block every other database's lookups.
-        self._files.retire(entry.folder)
+        self._files.retire(entry.folder, f"database {entry.name!r} was deleted; this handle is "
+                                          "no longer valid")
         self._remove_files(entry.folder)
         fsync_dir(self.path / VECTORS_DIR)
         self._catalog.finish_delete(entry)
@@ -579,7 +570,7 @@ class PersistentBackend(Backend):
         for entry in entries:
             handle = self._handle(entry)
             try:
-                handle._acquire()
+                self._files.acquire(entry.folder)
             except Exception as exc:  # a damaged file set is reported, not raised
                 report.problems.append(f"database {entry.name!r}: cannot open: {exc}")
                 continue
