@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from jadevec.backends import load_backend
 DATABASE = "demo"
 
 
-def _open(path: Path, backend: str | None, **options: object) -> jadevec.Store:
+def _open(path: Path, backend: str | None, **options: Any) -> jadevec.Store:
     # Without --backend, jadevec.open picks the default backend itself.
     if backend is None:
         return jadevec.open(path, **options)

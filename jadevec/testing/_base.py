@@ -117,9 +117,11 @@ def snapshot(store: jadevec.Store, query: np.ndarray) -> dict[str, Any]:
     for name in store.list_databases():
         db = store.get_database(name)
         ids = sorted(db.list_vectors())
+        vectors = db.batch_retrieve(ids)
         out[name] = {
             "info": [db.name, db.dimension, db.metric, len(db)],
-            "vectors": {i: db.retrieve(i).tobytes().hex() for i in ids},
+            "vectors": {i: None if v is None else v.tobytes().hex()
+                        for i, v in zip(ids, vectors, strict=True)},
             "metadata": {i: db.get_metadata(i) for i in ids},
             "search": db.search(query[: db.dimension] if db.dimension <= len(query)
                                 else np.resize(query, db.dimension), k=5),
