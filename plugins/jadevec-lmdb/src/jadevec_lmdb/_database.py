@@ -100,7 +100,7 @@ class LmdbDatabase(DatabaseBackend):
         if txn.get(self._catalog_key, db=self._dbs[b"catalog"]) != self._record:
             raise DatabaseNotFoundError(f"database {self.info.name!r} was deleted")
 
-    def _begin(self, write: bool) -> None:
+    def _check_usable(self, write: bool) -> None:
         if self._backend._closed:
             raise StoreClosedError(f"the store of database {self.info.name!r} is closed")
         if write and self._backend._read_only:
@@ -140,7 +140,7 @@ class LmdbDatabase(DatabaseBackend):
 
     def store(self, ids: Sequence[str], vectors: np.ndarray,
               metadatas: Sequence[str | None] | None) -> None:
-        self._begin(write=True)
+        self._check_usable(write=True)
         keys = [self._key(i) for i in ids]
         texts = [None] * len(ids) if metadatas is None else [
             None if m is None else m.encode("utf-8", "surrogatepass") for m in metadatas]
@@ -173,7 +173,7 @@ class LmdbDatabase(DatabaseBackend):
 
     def update(self, vector_id: str, vector: np.ndarray, metadata: str | None,
                replace_metadata: bool) -> None:
-        self._begin(write=True)
+        self._check_usable(write=True)
         key = self._key(vector_id)
         row = np.ascontiguousarray(vector, dtype="<f4").reshape(-1)
         text = None if metadata is None else metadata.encode("utf-8", "surrogatepass")
@@ -197,7 +197,7 @@ class LmdbDatabase(DatabaseBackend):
                 self._cache.apply(before, after, stored=[vector_id], vectors=row[None, :])
 
     def delete(self, vector_id: str) -> bool:
-        self._begin(write=True)
+        self._check_usable(write=True)
         key = self._key(vector_id)
 
         def body(txn: lmdb.Transaction) -> tuple[int, int] | None:
@@ -226,7 +226,7 @@ class LmdbDatabase(DatabaseBackend):
         file stops growing without a rewrite. It never shrinks the file; an
         offline ``mdb_copy -c`` does.
         """
-        self._begin(write=True)
+        self._check_usable(write=True)
         self._shared.read(self._check_alive)
         with self._cache.lock:
             self._cache.repack()
@@ -234,7 +234,7 @@ class LmdbDatabase(DatabaseBackend):
     # -- reads ------------------------------------------------------------------------------
 
     def retrieve(self, vector_id: str) -> np.ndarray | None:
-        self._begin(write=False)
+        self._check_usable(write=False)
         key = self._key(vector_id)
 
         def body(txn: lmdb.Transaction) -> np.ndarray | None:
@@ -244,7 +244,7 @@ class LmdbDatabase(DatabaseBackend):
         return self._shared.read(body)
 
     def retrieve_many(self, ids: Sequence[str]) -> list[np.ndarray | None]:
-        self._begin(write=False)
+        self._check_usable(write=False)
         keys = [self._key(i) for i in ids]
         vec = self._dbs[b"vectors"]
 
@@ -256,7 +256,7 @@ class LmdbDatabase(DatabaseBackend):
         return self._shared.read(body)
 
     def contains(self, vector_id: str) -> bool:
-        self._begin(write=False)
+        self._check_usable(write=False)
         key = self._key(vector_id)
 
         def body(txn: lmdb.Transaction) -> bool:
@@ -266,7 +266,7 @@ class LmdbDatabase(DatabaseBackend):
         return self._shared.read(body)
 
     def count(self) -> int:
-        self._begin(write=False)
+        self._check_usable(write=False)
 
         def body(txn: lmdb.Transaction) -> int:
             self._check_alive(txn)
@@ -275,7 +275,7 @@ class LmdbDatabase(DatabaseBackend):
         return self._shared.read(body)
 
     def list_ids(self) -> list[str]:
-        self._begin(write=False)
+        self._check_usable(write=False)
 
         def body(txn: lmdb.Transaction) -> list[str]:
             self._check_alive(txn)
@@ -284,7 +284,7 @@ class LmdbDatabase(DatabaseBackend):
         return self._shared.read(body)
 
     def get_metadata(self, vector_id: str) -> str | None:
-        self._begin(write=False)
+        self._check_usable(write=False)
         key = self._key(vector_id)
 
         def body(txn: lmdb.Transaction) -> str | None:
@@ -295,7 +295,7 @@ class LmdbDatabase(DatabaseBackend):
         return self._shared.read(body)
 
     def search(self, queries: np.ndarray, k: int) -> list[SearchResult]:
-        self._begin(write=False)
+        self._check_usable(write=False)
         cache = self._cache
 
         def refresh(txn: lmdb.Transaction) -> None:

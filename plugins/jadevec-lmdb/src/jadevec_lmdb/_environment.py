@@ -51,6 +51,7 @@ __all__ = [
     "LmdbBackendError",
     "SharedEnvironment",
     "acquire",
+    "release",
     "translate",
 ]
 
@@ -61,7 +62,7 @@ DATA_FILE = "data.mdb"
 #: Value of the ``format`` key in the ``meta`` sub-database.
 FORMAT = b"jadevec-lmdb/1"
 
-# The named sub-databases of a store; see docs in the package docstring.
+# The named sub-databases of a store (their keys and values: _database.py, README.md).
 SUBDATABASES = (b"meta", b"catalog", b"stats", b"vectors", b"metadata", b"long_ids")
 
 
