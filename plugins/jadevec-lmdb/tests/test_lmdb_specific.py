@@ -169,6 +169,13 @@ def test_killed_batch_is_all_or_nothing(tmp_path):
         assert store.verify().ok
     finally:
         store.close()
+    # LMDB's writer mutex is robust: the killed writer's lock is recovered.
+    store = open_store(path)
+    try:
+        store.open_database("d").store(["after"], np.ones((1, 64), np.float32), None)
+        assert store.verify().ok
+    finally:
+        store.close()
 
 
 def test_map_grows_when_full(tmp_path):
