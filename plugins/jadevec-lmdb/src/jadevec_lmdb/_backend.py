@@ -20,9 +20,8 @@ import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import lmdb
 import numpy as np
 from jadevec.backends.base import (
     METRICS,
@@ -32,6 +31,7 @@ from jadevec.backends.base import (
     VerifyReport,
 )
 from jadevec.errors import (
+    CorruptionError,
     DatabaseExistsError,
     DatabaseNotFoundError,
     InvalidInputError,
@@ -47,6 +47,11 @@ from jadevec_lmdb._environment import DATA_FILE
 from jadevec_lmdb._writer_lock import WriterLock
 
 __all__ = ["LmdbBackend"]
+
+if TYPE_CHECKING:
+    from lmdb import _Database
+
+    from jadevec_lmdb._environment import Txn
 
 logger = logging.getLogger("jadevec.lmdb")
 
@@ -151,13 +156,17 @@ class LmdbBackend(Backend):
         dbs = self._shared.dbs
         key = name.lower().encode()
 
-        def body(txn: lmdb.Transaction) -> bytes:
+        def body(txn: Txn) -> bytes:
             taken = txn.get(key, db=dbs[b"catalog"])
             if taken is not None:
                 existing = json.loads(taken)["name"]
                 raise DatabaseExistsError(
                     f"database {name!r} already exists (as {existing!r}; names ignore case)")
-            number = int.from_bytes(txn.get(b"next_id", db=dbs[b"meta"]), "big")
+            next_id = txn.get(b"next_id", db=dbs[b"meta"])
+            if next_id is None:
+                raise CorruptionError(f"{str(self._shared.data_path)!r}: field 'next_id' "
+                                      f"is missing from sub-database 'meta'")
+            number = int.from_bytes(next_id, "big")
             record = json.dumps({"name": name, "dimension": dimension, "metric": metric,
                                  "number": number}).encode()
             txn.put(key, record, db=dbs[b"catalog"])
@@ -184,7 +193,7 @@ class LmdbBackend(Backend):
     def list_databases(self) -> list[DatabaseInfo]:
         self._check(write=False)
 
-        def body(txn: lmdb.Transaction) -> list[DatabaseInfo]:
+        def body(txn: Txn) -> list[DatabaseInfo]:
             infos = []
             for _, record in txn.cursor(db=self._shared.dbs[b"catalog"]):
                 fields = json.loads(record)
@@ -198,7 +207,7 @@ class LmdbBackend(Backend):
         dbs = self._shared.dbs
         key = name.lower().encode()
 
-        def body(txn: lmdb.Transaction) -> None:
+        def body(txn: Txn) -> None:
             record = txn.get(key, db=dbs[b"catalog"])
             if record is None:
                 raise DatabaseNotFoundError(f"no database named {name!r}")
@@ -279,7 +288,7 @@ class LmdbBackend(Backend):
                 self._lock.release()
 
 
-def _verify(txn: lmdb.Transaction, dbs: Mapping[bytes, Any], report: VerifyReport) -> None:
+def _verify(txn: Txn, dbs: Mapping[bytes, _Database], report: VerifyReport) -> None:
     """Fill ``report`` with every inconsistency between catalog and data."""
     known: dict[bytes, str] = {}
     vectors_seen = 0
@@ -315,7 +324,7 @@ def _verify(txn: lmdb.Transaction, dbs: Mapping[bytes, Any], report: VerifyRepor
     report.checked.update(databases=len(known), vectors=vectors_seen)
 
 
-def _verify_vectors(txn: lmdb.Transaction, dbs: Mapping[bytes, Any], prefix: bytes,
+def _verify_vectors(txn: Txn, dbs: Mapping[bytes, _Database], prefix: bytes,
                     name: str, dimension: int, report: VerifyReport) -> int:
     """Check one database's vectors, metadata and long ids; return how many vectors it has."""
     count = 0

@@ -28,7 +28,6 @@ import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import lmdb
 import numpy as np
 from jadevec.backends.base import DatabaseBackend, DatabaseInfo, SearchResult
 from jadevec.errors import (
@@ -43,6 +42,7 @@ from jadevec_lmdb._search_cache import SearchCache
 
 if TYPE_CHECKING:
     from jadevec_lmdb._backend import LmdbBackend
+    from jadevec_lmdb._environment import Txn
 
 __all__ = ["LONG_ID_MARK", "STATS", "LmdbDatabase", "prefix_of"]
 
@@ -85,7 +85,7 @@ class LmdbDatabase(DatabaseBackend):
             return self._prefix + raw
         return self._prefix + bytes((LONG_ID_MARK,)) + hashlib.sha256(raw).digest()
 
-    def _id_of(self, txn: lmdb.Transaction, key: bytes) -> str:
+    def _id_of(self, txn: Txn, key: bytes) -> str:
         if key[_PREFIX_BYTES] != LONG_ID_MARK:
             return key[_PREFIX_BYTES:].decode("utf-8")
         raw = txn.get(key, db=self._dbs[b"long_ids"])
@@ -96,7 +96,7 @@ class LmdbDatabase(DatabaseBackend):
             )
         return raw.decode("utf-8")
 
-    def _check_alive(self, txn: lmdb.Transaction) -> None:
+    def _check_alive(self, txn: Txn) -> None:
         if txn.get(self._catalog_key, db=self._dbs[b"catalog"]) != self._record:
             raise DatabaseNotFoundError(f"database {self.info.name!r} was deleted")
 
@@ -106,7 +106,7 @@ class LmdbDatabase(DatabaseBackend):
         if write and self._backend._read_only:
             raise ReadOnlyError(f"the store of database {self.info.name!r} is read-only")
 
-    def _stats(self, txn: lmdb.Transaction) -> tuple[int, int]:
+    def _stats(self, txn: Txn) -> tuple[int, int]:
         raw = txn.get(self._prefix, db=self._dbs[b"stats"])
         if raw is None or len(raw) != STATS.size:
             raise CorruptionError(
@@ -126,7 +126,7 @@ class LmdbDatabase(DatabaseBackend):
             )
         return np.frombuffer(raw, dtype="<f4").astype(np.float32)  # astype copies
 
-    def _keys_in(self, txn: lmdb.Transaction, db: bytes):
+    def _keys_in(self, txn: Txn, db: bytes):
         """Yield ``(key, value)`` of this database in sub-database ``db``."""
         cursor = txn.cursor(db=self._dbs[db])
         if not cursor.set_range(self._prefix):
@@ -144,11 +144,11 @@ class LmdbDatabase(DatabaseBackend):
         keys = [self._key(i) for i in ids]
         texts = [None] * len(ids) if metadatas is None else [
             None if m is None else m.encode("utf-8", "surrogatepass") for m in metadatas]
-        rows = memoryview(np.ascontiguousarray(vectors, dtype="<f4")).cast("B")
+        rows = np.ascontiguousarray(vectors, dtype="<f4").data.cast("B")
         width = self._row_bytes
         vec, meta, long_ids = self._dbs[b"vectors"], self._dbs[b"metadata"], self._dbs[b"long_ids"]
 
-        def body(txn: lmdb.Transaction) -> tuple[int, int]:
+        def body(txn: Txn) -> tuple[int, int]:
             self._check_alive(txn)
             count, generation = self._stats(txn)
             for row, key in enumerate(keys):
@@ -156,10 +156,11 @@ class LmdbDatabase(DatabaseBackend):
                     count += 1
                     if key[_PREFIX_BYTES] == LONG_ID_MARK:
                         txn.put(key, ids[row].encode("utf-8"), db=long_ids)
-                if texts[row] is None:
+                text = texts[row]
+                if text is None:
                     txn.delete(key, db=meta)
                 else:
-                    txn.put(key, texts[row], db=meta)
+                    txn.put(key, text, db=meta)
             txn.put(self._prefix, STATS.pack(count, generation + 1), db=self._dbs[b"stats"])
             return generation, generation + 1
 
@@ -178,7 +179,7 @@ class LmdbDatabase(DatabaseBackend):
         row = np.ascontiguousarray(vector, dtype="<f4").reshape(-1)
         text = None if metadata is None else metadata.encode("utf-8", "surrogatepass")
 
-        def body(txn: lmdb.Transaction) -> tuple[int, int]:
+        def body(txn: Txn) -> tuple[int, int]:
             self._check_alive(txn)
             count, generation = self._stats(txn)
             if txn.replace(key, row.tobytes(), db=self._dbs[b"vectors"]) is None:
@@ -200,7 +201,7 @@ class LmdbDatabase(DatabaseBackend):
         self._check_usable(write=True)
         key = self._key(vector_id)
 
-        def body(txn: lmdb.Transaction) -> tuple[int, int] | None:
+        def body(txn: Txn) -> tuple[int, int] | None:
             self._check_alive(txn)
             if not txn.delete(key, db=self._dbs[b"vectors"]):
                 return None
@@ -237,7 +238,7 @@ class LmdbDatabase(DatabaseBackend):
         self._check_usable(write=False)
         key = self._key(vector_id)
 
-        def body(txn: lmdb.Transaction) -> np.ndarray | None:
+        def body(txn: Txn) -> np.ndarray | None:
             self._check_alive(txn)
             return self._vector(txn.get(key, db=self._dbs[b"vectors"]), vector_id)
 
@@ -248,7 +249,7 @@ class LmdbDatabase(DatabaseBackend):
         keys = [self._key(i) for i in ids]
         vec = self._dbs[b"vectors"]
 
-        def body(txn: lmdb.Transaction) -> list[np.ndarray | None]:
+        def body(txn: Txn) -> list[np.ndarray | None]:
             self._check_alive(txn)
             pairs = zip(keys, ids, strict=True)
             return [self._vector(txn.get(key, db=vec), i) for key, i in pairs]
@@ -259,7 +260,7 @@ class LmdbDatabase(DatabaseBackend):
         self._check_usable(write=False)
         key = self._key(vector_id)
 
-        def body(txn: lmdb.Transaction) -> bool:
+        def body(txn: Txn) -> bool:
             self._check_alive(txn)
             return txn.cursor(db=self._dbs[b"vectors"]).set_key(key)
 
@@ -268,7 +269,7 @@ class LmdbDatabase(DatabaseBackend):
     def count(self) -> int:
         self._check_usable(write=False)
 
-        def body(txn: lmdb.Transaction) -> int:
+        def body(txn: Txn) -> int:
             self._check_alive(txn)
             return self._stats(txn)[0]
 
@@ -277,7 +278,7 @@ class LmdbDatabase(DatabaseBackend):
     def list_ids(self) -> list[str]:
         self._check_usable(write=False)
 
-        def body(txn: lmdb.Transaction) -> list[str]:
+        def body(txn: Txn) -> list[str]:
             self._check_alive(txn)
             return [self._id_of(txn, key) for key, _ in self._keys_in(txn, b"vectors")]
 
@@ -287,7 +288,7 @@ class LmdbDatabase(DatabaseBackend):
         self._check_usable(write=False)
         key = self._key(vector_id)
 
-        def body(txn: lmdb.Transaction) -> str | None:
+        def body(txn: Txn) -> str | None:
             self._check_alive(txn)
             raw = txn.get(key, db=self._dbs[b"metadata"])
             return None if raw is None else raw.decode("utf-8", "surrogatepass")
@@ -298,7 +299,7 @@ class LmdbDatabase(DatabaseBackend):
         self._check_usable(write=False)
         cache = self._cache
 
-        def refresh(txn: lmdb.Transaction) -> None:
+        def refresh(txn: Txn) -> None:
             self._check_alive(txn)
             generation = self._stats(txn)[1]
             if cache.generation == generation:

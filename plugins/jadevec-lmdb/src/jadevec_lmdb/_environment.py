@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import lmdb
 from jadevec.errors import (
@@ -54,6 +54,12 @@ __all__ = [
     "release",
     "translate",
 ]
+
+if TYPE_CHECKING:
+    from lmdb import _Database
+
+    #: A transaction whose reads return bytes (py-lmdb's default, ``buffers=False``).
+    Txn = lmdb.Transaction[bytes]
 
 T = TypeVar("T")
 
@@ -147,7 +153,7 @@ class SharedEnvironment:
         #: Largest id key (prefix included) LMDB accepts; longer ids are hashed.
         self.max_key_size = self.env.max_key_size()
 
-    def _open_subdatabases(self, writable: bool) -> dict[bytes, object]:
+    def _open_subdatabases(self, writable: bool) -> dict[bytes, _Database]:
         try:
             with self.env.begin() as txn:
                 # Named sub-databases are keys of LMDB's main database.
@@ -176,7 +182,7 @@ class SharedEnvironment:
             )
         return dbs
 
-    def _create_subdatabases(self) -> dict[bytes, object]:
+    def _create_subdatabases(self) -> dict[bytes, _Database]:
         with self.env.begin(write=True) as txn:
             dbs = {name: self.env.open_db(name, txn=txn, create=True) for name in SUBDATABASES}
             txn.put(b"format", FORMAT, db=dbs[b"meta"])
@@ -185,7 +191,7 @@ class SharedEnvironment:
 
     # -- transactions -----------------------------------------------------------------------
 
-    def read(self, body: Callable[[lmdb.Transaction], T]) -> T:
+    def read(self, body: Callable[[Txn], T]) -> T:
         """Run ``body(txn)`` in a read transaction and return its result."""
         while True:
             try:
@@ -198,7 +204,7 @@ class SharedEnvironment:
             except lmdb.Error as exc:
                 raise translate(exc, self.data_path) from exc
 
-    def write(self, body: Callable[[lmdb.Transaction], T]) -> T:
+    def write(self, body: Callable[[Txn], T]) -> T:
         """Run ``body(txn)`` in a write transaction, commit it and return its result.
 
         The commit is synced to disk unless the store was opened with

@@ -92,8 +92,9 @@ class SearchCache:
         if self.generation != before:
             self.clear()
             return
-        for row, vector_id in enumerate(stored):
-            self._put(vector_id, vectors[row])
+        if vectors is not None:
+            for vector_id, vector in zip(stored, vectors, strict=True):
+                self._put(vector_id, vector)
         for vector_id in deleted:
             slot = self._row_of.pop(vector_id, None)
             if slot is not None:
@@ -121,7 +122,7 @@ class SearchCache:
 
     def repack(self) -> None:
         """Drop deleted rows from the matrix (what ``compact`` gives back in memory)."""
-        if not self._dead:
+        if not self._dead or self.generation is None:
             return
         live = np.flatnonzero(self._skip[: len(self._ids)] == 0)
         ids = [self._ids[row] for row in live]
