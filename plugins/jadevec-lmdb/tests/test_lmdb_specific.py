@@ -239,6 +239,24 @@ def test_long_ids_round_trip_through_hashed_keys(tmp_path):
     assert list(raw_entries(path)[b"long_ids"].values()) == [long_id.encode()]
 
 
+@pytest.mark.parametrize("dimension", [17, 20, 33])
+def test_search_over_padded_rows_matches_numpy(store, dimension):
+    # Rows of these dimensions are padded to a multiple of 16 floats in the matrix.
+    db = store.create_database("d", dimension, "dot")
+    data = vectors(300, dimension, seed=dimension)
+    ids = [f"v{i}" for i in range(300)]
+    db.store(ids, data, None)
+    db.delete("v0")
+    db.store(["late"], data[:1], None)
+    query = vectors(1, dimension, seed=99)
+    scores = data.astype(np.float64) @ query[0]
+    # "late" holds v0's vector, so row 0's score is now its.
+    want = sorted(zip(["late"] + ids[1:], scores, strict=True), key=lambda p: -p[1])
+    (hits,) = db.search(query, 10)
+    assert [i for i, _ in hits] == [i for i, _ in want[:10]]
+    assert np.allclose([s for _, s in hits], [s for _, s in want[:10]], rtol=1e-5)
+
+
 # -- processes and locking -------------------------------------------------------------------
 
 def test_second_writer_process_is_refused_by_pid_and_readers_see_commits(tmp_path):
