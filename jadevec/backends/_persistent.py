@@ -355,7 +355,8 @@ class PersistentBackend(Backend):
         try:
             catalog = self._open_catalog(self.path, self._read_only)
             self._catalog = catalog
-            self._vectors = MemoryMappedVectorStore(self.path / VECTORS_DIR)
+            self._vectors = MemoryMappedVectorStore(self.path / VECTORS_DIR,
+                                                   read_only=self._read_only)
             self._files = OpenFiles(self._vectors, options.max_open_files)
             entries = catalog.entries()
             for entry, state in entries:
@@ -577,6 +578,8 @@ class PersistentBackend(Backend):
             try:
                 with handle._write_lock:
                     vectors += int(self._vectors.count(entry.folder))
+                    report.problems.extend(f"database {entry.name!r}: {p}"
+                                           for p in self._vectors.verify(entry.folder))
                     stored = self._catalog.all(entry.folder)
                     records += len(stored)
                     ids = list(stored)
