@@ -71,8 +71,12 @@ def run_child(code: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", CHILD_PRELUDE + textwrap.dedent(code), *args],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        bufsize=1,
+        bufsize=1, env=CHILD_ENV,
     )
+
+
+# The child imports the very jadevec and plugin this process uses.
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
 
 
 CHILD_PRELUDE = """
@@ -344,7 +348,7 @@ def test_persists_across_processes_with_lmdb_sync_off(tmp_path):
             print(json.dumps([db.count(), db.get_metadata("v7"), db.retrieve("v3").tolist()]))
             store.close()
         """), str(path)],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env=CHILD_ENV,
     )
     count, metadata, vector = json.loads(child.stdout)
     assert (count, json.loads(metadata)) == (10, {"i": 7})
