@@ -32,6 +32,9 @@ EXTRA_SOURCES = {
         f"{SRC}/kernels_avx2.c",
         f"{SRC}/kernels_avx512.c",
     ],
+    "mapped_file": [f"{SRC}/jv_platform_posix.c"],
+    "id_index": [f"{SRC}/jv_crc32c.c", f"{SRC}/jv_index.c"],
+    "vector_file": [f"{SRC}/jv_platform_posix.c", f"{SRC}/jv_crc32c.c", f"{SRC}/jv_index.c"],
 }
 # Modules whose loops use prange (OpenMP) to spread work over every core.
 OPENMP_MODULES = {"kernels"}

@@ -1,0 +1,1763 @@
+"""The vector file set: rows, slot records, the persisted id index, id strings.
+
+docs/vector_file_format.md specifies every byte; this module follows it.
+Invariants:
+
+* The slot records are the truth; ``index.jvix`` is a cache of them and the
+  commit record a checkpoint marker. Writes go row, slot record, entry.
+* An update writes a fresh slot and flips the entry; a freed slot passes
+  through *pending* and *cooling* and is reused only after two checkpoints
+  (see "Slot life cycle" in the doc).
+* Nothing read from disk is trusted: headers are read with ``pread`` and
+  checked before anything is mapped; every slot number, offset and length
+  from a mapped entry or record is bounds-checked before use.
+
+Thread rules: one reader-writer lock per file, always taken with the GIL
+released (``with nogil``), so no thread ever blocks on it while holding the
+GIL. Readers run in parallel; writers and checkpoints are serialised. Code
+under the lock is C; failures come back as a ``Status`` and become typed
+errors in ``raise_status`` after the lock is released.
+"""
+
+cimport cython
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.errno cimport ENOMEM
+from libc.stdint cimport UINT64_MAX
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memset
+
+cimport numpy as cnp
+
+from jadevec._core._types cimport float32_t, int64_t, uint8_t, uint32_t, uint64_t
+from jadevec._core.id_index cimport utf8_id
+from jadevec._core.layout cimport (
+    JV_ABSENT,
+    JV_COMMIT_B_OFFSET,
+    JV_ENTRY_EMPTY,
+    JV_ENTRY_LIVE,
+    JV_ENTRY_TOMBSTONE,
+    JV_ERR_ENTRY,
+    JV_ERR_KEY,
+    JV_FILE_HEADER,
+    JV_FORMAT_VERSION,
+    JV_FOUND,
+    JV_HEADER_PAGE,
+    JV_MAGIC_IDS,
+    JV_MAGIC_INDEX,
+    JV_MAGIC_SLOTS,
+    JV_MAGIC_VECTORS,
+    JV_MAX_DIMENSION,
+    JV_MAX_ID_BYTES,
+    JV_SLOT_DELETED,
+    JV_SLOT_FREE,
+    JV_SLOT_LIVE,
+    JV_SLOT_SUPERSEDED,
+    JV_STATE_CLEAN,
+    JV_STATE_DIRTY,
+    jv_commit,
+    jv_crc32c,
+    jv_crc32c_force_software,
+    jv_entry,
+    jv_entry_crc,
+    jv_hash,
+    jv_id_record,
+    jv_ids_header,
+    jv_index_header,
+    jv_slot,
+    jv_slots_header,
+    jv_table_find,
+    jv_table_insert_new,
+    jv_table_needs_grow,
+    jv_table_put,
+    jv_table_remove,
+    jv_table_size_for,
+)
+from jadevec._core.mapped_file cimport (
+    MappedFile,
+    jv_fsync_dir,
+    jv_rdlock,
+    jv_rwlock_destroy,
+    jv_rwlock_init,
+    jv_unlock,
+    jv_wrlock,
+    raise_os_error,
+)
+
+import os
+import time
+
+import numpy as np
+
+from jadevec.errors import (
+    CorruptionError,
+    DimensionMismatchError,
+    InvalidInputError,
+    StorageFullError,
+    StoreClosedError,
+    StoreFailedError,
+    UnsupportedVersionError,
+    VectorNotFoundError,
+)
+
+cnp.import_array()
+
+__all__ = ["VectorFile", "crc32c", "FILE_NAMES", "FORMAT_VERSION"]
+
+FILE_NAMES = ("vectors.jvdb", "slots.jvsl", "index.jvix", "ids.jvid")
+FORMAT_VERSION = JV_FORMAT_VERSION
+
+cdef enum:
+    FILE_VEC = 0
+    FILE_SLOTS = 1
+    FILE_INDEX = 2
+    FILE_IDS = 3
+
+cdef enum:
+    ST_OK = 0
+    ST_OS = 1
+    ST_CORRUPT = 2
+    ST_CLOSED = 3
+    ST_READONLY = 4
+    ST_FAILED = 5
+    ST_FULL = 6
+
+cdef enum:
+    SLOT_RECORD = 32
+    MIN_CAPACITY = 64
+
+# Slots are u32 and 0xFFFFFFFF is never one.
+cdef uint64_t MAX_SLOTS = 0xFFFFFFFE
+
+# Address space reserved for a mapping: 64 GiB (vectors) or 4 GiB (the
+# others), or four times the file; PROT_NONE, so it costs no memory.
+cdef uint64_t RESERVE_VECTORS = 64ULL << 30
+cdef uint64_t RESERVE_OTHER = 4ULL << 30
+
+
+def crc32c(data, crc=0):
+    """Return the CRC32C of ``data`` (bytes-like), continuing ``crc``."""
+    cdef const unsigned char[::1] view = memoryview(data).cast("B")
+    if view.shape[0] == 0:
+        return crc
+    return jv_crc32c(crc, &view[0], view.shape[0])
+
+
+def _crc32c_force_software(bint force):
+    """Test hook: use the portable CRC32C (True) or the best one (False)."""
+    return bool(jv_crc32c_force_software(force))
+
+
+cdef inline int fail(Status *st, int code, int file, const char *what,
+                     uint64_t where) noexcept nogil:
+    st.code = code
+    st.file = file
+    st.what = what
+    st.where = where
+    return -1
+
+
+cdef inline int fail_os(Status *st, int err, int file, const char *what) noexcept nogil:
+    st.err = err
+    return fail(st, ST_OS, file, what, 0)
+
+
+cdef int raise_status(VectorFile vf, const Status *st) except -1:
+    """Turn a failed Status into the typed exception, naming file and field."""
+    path = os.path.join(vf.path, FILE_NAMES[st.file])
+    what = st.what.decode("ascii") if st.what != NULL else ""
+    if st.code == ST_OS:
+        return raise_os_error(st.err, what, path)
+    if st.code == ST_CORRUPT:
+        raise CorruptionError(f"{path}: {what} (at {st.where})")
+    if st.code == ST_CLOSED:
+        raise StoreClosedError(f"{vf.path}: the vector file is closed")
+    if st.code == ST_READONLY:
+        raise PermissionError(f"{vf.path}: the vector file was opened read-only")
+    if st.code == ST_FAILED:
+        raise StoreFailedError(
+            f"{vf.path}: an earlier sync failed; reopen the file to recover it")
+    if st.code == ST_FULL:
+        raise StorageFullError(f"{path}: {what}")
+    raise RuntimeError(f"{path}: unknown status {st.code}")
+
+
+cdef inline uint64_t round8(uint64_t n) noexcept nogil:
+    return (n + 7) & ~(<uint64_t>7)
+
+
+cdef int list_reserve(SlotList *l, uint64_t extra) noexcept nogil:
+    cdef uint64_t want = l.n + extra
+    cdef uint32_t *items
+    if want <= l.size:
+        return 0
+    if want < 2 * l.size:
+        want = 2 * l.size
+    if want < 64:
+        want = 64
+    items = <uint32_t *>realloc(l.items, want * sizeof(uint32_t))
+    if items == NULL:
+        return -1
+    l.items = items
+    l.size = want
+    return 0
+
+
+cdef inline void list_push(SlotList *l, uint32_t slot) noexcept nogil:
+    # Callers reserved room first, so a push never fails mid-write.
+    l.items[l.n] = slot
+    l.n += 1
+
+
+cdef void list_free(SlotList *l) noexcept nogil:
+    free(l.items)
+    l.items = NULL
+    l.n = 0
+    l.size = 0
+
+
+cdef int file_key(void *ctx, uint32_t slot, const char **key, uint32_t *length) noexcept nogil:
+    """Key function of the mapped index: the id bytes of a slot, bounds-checked."""
+    cdef KeyView *kv = <KeyView *>ctx
+    cdef const jv_slot *rec
+    cdef const jv_id_record *idr
+    cdef uint64_t off
+    cdef uint32_t n
+    if slot >= kv.high_water:
+        return -1
+    rec = <const jv_slot *>(kv.slots + JV_FILE_HEADER + <uint64_t>slot * SLOT_RECORD)
+    off = rec.id_offset
+    n = rec.id_length
+    if n == 0 or n > JV_MAX_ID_BYTES or off < JV_FILE_HEADER or off % 8 != 0:
+        return -1
+    if off > kv.ids_size or kv.ids_size - off < 8 + <uint64_t>n:
+        return -1
+    idr = <const jv_id_record *>(kv.ids + off)
+    if idr.length != n:
+        return -1
+    key[0] = kv.ids + off + 8
+    length[0] = n
+    return 0
+
+
+cdef inline uint64_t row_stride_for(uint32_t dimension) noexcept nogil:
+    return (<uint64_t>dimension * 4 + 63) & ~(<uint64_t>63)
+
+
+cdef object as_rows(object values, uint32_t dim, int ndim, str argument):
+    """Return values as a C-contiguous float32 array of ``ndim`` dims, width dim."""
+    if not (isinstance(values, np.ndarray) and values.dtype == np.float32
+            and values.flags.c_contiguous):
+        try:
+            values = np.ascontiguousarray(values, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{argument} must be numbers: {exc}") from None
+    if values.ndim != ndim:
+        raise InvalidInputError(
+            f"{argument} must have {ndim} dimension(s), got shape {values.shape}")
+    if values.shape[ndim - 1] != dim:
+        raise DimensionMismatchError(
+            f"{argument} must have {dim} values per vector, got shape {values.shape}")
+    return values
+
+
+@cython.final
+cdef class VectorFile:
+    """One database's vector file set (see docs/vector_file_format.md).
+
+    Make one with :meth:`create` or :meth:`open`. Every method is safe to
+    call from several threads: readers run in parallel without the GIL,
+    writers are serialised.
+    """
+
+    def __cinit__(self):
+        self.closed = True
+        self.hash_mask = UINT64_MAX
+        self.check_reads = True
+        self._report = None
+        if jv_rwlock_init(&self.lock) != 0:
+            raise MemoryError("cannot create the vector file lock")
+        self.lock_ready = True
+
+    def __dealloc__(self):
+        cdef Status st
+        if not self.closed:
+            # Best effort for a file nobody closed: a failure leaves it dirty,
+            # and the next open recovers it.
+            self.close_locked(&st)
+        list_free(&self.free_slots)
+        list_free(&self.pending)
+        list_free(&self.cooling)
+        free(self.skip_mask)
+        if self.lock_ready:
+            jv_rwlock_destroy(&self.lock)
+
+    # -- construction --------------------------------------------------------
+
+    @classmethod
+    def create(cls, path, dimension, capacity=MIN_CAPACITY, *, hash_mask=UINT64_MAX):
+        """Create a new, empty file set in the folder ``path`` and open it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Folder for the four files; made if missing; the files must not exist.
+        dimension : int
+            Values per vector, 1 to 65,536.
+        capacity : int
+            Slots to allocate up front (at least 64).
+        hash_mask : int
+            Test hook: AND-ed into every id hash to force collisions. A file
+            must be opened with the mask it was created with.
+        """
+        if not isinstance(dimension, int) or not 1 <= dimension <= JV_MAX_DIMENSION:
+            raise InvalidInputError(
+                f"dimension must be an int from 1 to {JV_MAX_DIMENSION}, got {dimension!r}")
+        if not isinstance(capacity, int) or not 0 <= capacity <= MAX_SLOTS:
+            raise InvalidInputError(
+                f"capacity must be an int from 0 to {MAX_SLOTS}, got {capacity!r}")
+        cdef VectorFile self = VectorFile.__new__(VectorFile)
+        self.path = os.fsdecode(os.fspath(path))
+        self.hash_mask = hash_mask
+        os.makedirs(self.path, exist_ok=True)
+        self.dim = dimension
+        self.stride = row_stride_for(self.dim)
+        self.cap = max(capacity, MIN_CAPACITY)
+        cdef uint64_t table_size = jv_table_size_for(self.cap)
+        cdef uint64_t vec_size = JV_HEADER_PAGE + <uint64_t>self.cap * self.stride
+        created = []
+        cdef Status st
+        cdef int rc
+        try:
+            self.vec = MappedFile(self._file(FILE_VEC), create=True, size=vec_size,
+                                  reserve=max(RESERVE_VECTORS, 4 * vec_size))
+            created.append(self.vec)
+            self.slots = MappedFile(self._file(FILE_SLOTS), create=True,
+                                    size=JV_FILE_HEADER + <uint64_t>self.cap * SLOT_RECORD,
+                                    reserve=RESERVE_OTHER)
+            created.append(self.slots)
+            self.index = MappedFile(self._file(FILE_INDEX), create=True,
+                                    size=JV_FILE_HEADER + table_size * sizeof(jv_entry),
+                                    reserve=RESERVE_OTHER)
+            created.append(self.index)
+            self.idfile = MappedFile(self._file(FILE_IDS), create=True,
+                                     size=JV_FILE_HEADER + <uint64_t>self.cap * 32,
+                                     reserve=RESERVE_OTHER)
+            created.append(self.idfile)
+            self.table.size = table_size
+            self.next_seq = 1
+            self.ids_end = JV_FILE_HEADER
+            self.free_ready = True
+            self.closed = False
+            self.dirty = True
+            self.refresh()
+            # Two checkpoints, as a clean close does: both commit records
+            # valid, the second one clean.
+            with nogil:
+                rc = self.checkpoint_locked(JV_STATE_DIRTY, &st)
+                if rc == 0:
+                    rc = self.checkpoint_locked(JV_STATE_CLEAN, &st)
+            if rc:
+                raise_status(self, &st)
+            self.dirty = False
+            self.sync_dir()
+        except BaseException:
+            self.closed = True
+            for f in created:
+                f.close()
+                os.unlink(f.path)
+            raise
+        return self
+
+    @classmethod
+    def open(cls, path, *, bint read_only=False, bint check_reads=True,
+             hash_mask=UINT64_MAX):
+        """Open an existing file set; recover it first if it was not closed cleanly.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The folder holding the four files.
+        read_only : bool
+            Map read-only; writes raise ``PermissionError``. A file that needs
+            recovery is opened as it is (``recovery_report`` says so).
+        check_reads : bool
+            Check each vector's CRC32C when it is read (a damaged row raises
+            ``CorruptionError`` instead of returning wrong values).
+        hash_mask : int
+            The test hook given to :meth:`create`.
+
+        Raises
+        ------
+        CorruptionError
+            A header, size or checksum check failed; the message names the
+            file and the field.
+        UnsupportedVersionError
+            The files were written by a newer format version.
+        """
+        cdef VectorFile self = VectorFile.__new__(VectorFile)
+        self.path = os.fsdecode(os.fspath(path))
+        self.hash_mask = hash_mask
+        self.read_only = read_only
+        self.check_reads = check_reads
+        opened = []
+        try:
+            for i in range(4):
+                name = self._file(i)
+                if not os.path.exists(name):
+                    if i == FILE_VEC and not os.path.isdir(self.path):
+                        raise FileNotFoundError(2, "no vector file set here", self.path)
+                    raise CorruptionError(f"{name}: file is missing from the file set")
+                size = os.path.getsize(name)
+                reserve = RESERVE_VECTORS if i == FILE_VEC else RESERVE_OTHER
+                opened.append(MappedFile(name, read_only=read_only,
+                                         reserve=max(reserve, 4 * size)))
+            self.vec, self.slots, self.index, self.idfile = opened
+            self.load()
+        except BaseException:
+            for f in opened:
+                f.close()
+            raise
+        return self
+
+    cdef str _file(self, int which):
+        return os.path.join(self.path, FILE_NAMES[which])
+
+    cdef int sync_dir(self) except -1:
+        cdef bytes p = os.fsencode(self.path)
+        cdef int rc = jv_fsync_dir(p)
+        if rc:
+            raise_os_error(rc, "fsync", self.path)
+        return 0
+
+    cdef void refresh(self) noexcept nogil:
+        """Point the table and key view at the current mappings."""
+        self.table.entries = <jv_entry *>(self.index.map.base + JV_FILE_HEADER)
+        self.table.key = file_key
+        self.table.ctx = &self.keys
+        self.keys.slots = self.slots.map.base
+        self.keys.ids = self.idfile.map.base
+        self.keys.ids_size = self.idfile._size
+        self.keys.high_water = self.hw
+
+    cdef inline jv_slot *slot_rec(self, uint32_t slot) noexcept nogil:
+        return <jv_slot *>(self.slots.map.base + JV_FILE_HEADER + <uint64_t>slot * SLOT_RECORD)
+
+    cdef inline char *row(self, uint32_t slot) noexcept nogil:
+        return self.vec.map.base + JV_HEADER_PAGE + <uint64_t>slot * self.stride
+
+    cdef object corrupt(self, int which, str message):
+        return CorruptionError(f"{self._file(which)}: {message}")
+
+    cdef int load(self) except -1:
+        """Validate the headers (read with pread) and open clean or recover."""
+        cdef jv_commit rec, best
+        cdef bytes page
+        cdef uint64_t vec_size = self.vec._size
+        if vec_size < JV_HEADER_PAGE:
+            raise self.corrupt(FILE_VEC, f"file is {vec_size} bytes, shorter than its "
+                               f"{JV_HEADER_PAGE}-byte header page (truncated)")
+        page = self.vec.pread(0, JV_HEADER_PAGE)
+        problems = []
+        cdef bint have = False
+        for offset, label in ((0, "A"), (JV_COMMIT_B_OFFSET, "B")):
+            memcpy(&rec, <const char *>page + <int>offset, sizeof(jv_commit))
+            if page[offset:offset + 64] == bytes(64):
+                problems.append(f"commit record {label} is empty")
+                continue
+            if rec.magic != JV_MAGIC_VECTORS:
+                problems.append(f"commit record {label}: bad magic 0x{rec.magic:08x} "
+                                f"(expected 0x{JV_MAGIC_VECTORS:08x})")
+                continue
+            if rec.version > JV_FORMAT_VERSION:
+                raise UnsupportedVersionError(
+                    f"{self._file(FILE_VEC)}: format version {rec.version} in commit "
+                    f"record {label}; this jadevec reads version {JV_FORMAT_VERSION} "
+                    f"(upgrade jadevec)")
+            if rec.version != JV_FORMAT_VERSION:
+                problems.append(f"commit record {label}: bad version {rec.version}")
+                continue
+            if jv_crc32c(0, &rec, 60) != rec.crc:
+                problems.append(f"commit record {label}: header checksum mismatch")
+                continue
+            if not have or rec.generation > best.generation:
+                best = rec
+                have = True
+        if not have:
+            raise self.corrupt(FILE_VEC, "no valid commit record: " + "; ".join(problems))
+        if not 1 <= best.dimension <= JV_MAX_DIMENSION:
+            raise self.corrupt(FILE_VEC, f"dimension {best.dimension} out of range")
+        if best.row_stride != row_stride_for(best.dimension):
+            raise self.corrupt(FILE_VEC, f"row_stride {best.row_stride} does not match "
+                               f"dimension {best.dimension}")
+        if best.data_offset != JV_HEADER_PAGE or best.index_offset != JV_FILE_HEADER:
+            raise self.corrupt(FILE_VEC, f"data_offset {best.data_offset} / index_offset "
+                               f"{best.index_offset} differ from {JV_HEADER_PAGE} / "
+                               f"{JV_FILE_HEADER}")
+        if best.capacity > MAX_SLOTS or best.high_water > best.capacity:
+            raise self.corrupt(FILE_VEC, f"high_water {best.high_water} exceeds capacity "
+                               f"{best.capacity}")
+        if best.vector_count > best.high_water:
+            raise self.corrupt(FILE_VEC, f"vector_count {best.vector_count} exceeds "
+                               f"high_water {best.high_water}")
+        self.dim = best.dimension
+        self.stride = best.row_stride
+        self.cap = best.capacity
+        self.hw = best.high_water
+        self.gen = best.generation
+        if vec_size < JV_HEADER_PAGE + <uint64_t>self.cap * self.stride:
+            raise self.corrupt(FILE_VEC, f"file is {vec_size} bytes, capacity {self.cap} "
+                               f"needs {JV_HEADER_PAGE + <uint64_t>self.cap * self.stride} "
+                               f"(truncated)")
+        if self.slots._size < JV_FILE_HEADER + <uint64_t>self.cap * SLOT_RECORD:
+            raise self.corrupt(FILE_SLOTS, f"file is {self.slots._size} bytes, capacity "
+                               f"{self.cap} needs "
+                               f"{JV_FILE_HEADER + <uint64_t>self.cap * SLOT_RECORD} (truncated)")
+        reasons = self.load_headers(best)
+        self.closed = False
+        self.refresh()
+        if not reasons:
+            return 0
+        if self.read_only:
+            # Nothing may be written: use the table as it is and say so.
+            self._report = {"recovered": False, "needs_recovery": True,
+                            "reasons": reasons}
+            self.count_table()
+            return 0
+        self.recover(reasons)
+        return 0
+
+    cdef list load_headers(self, jv_commit best):
+        """Check the three file headers; return why recovery is needed ([] if not)."""
+        cdef jv_slots_header sh
+        cdef jv_index_header ih
+        cdef jv_ids_header dh
+        cdef bytes raw
+        cdef uint32_t magic
+        cdef int which
+        reasons = []
+        if best.state != JV_STATE_CLEAN:
+            reasons.append("the file set was not closed cleanly")
+        for which, magic in ((FILE_SLOTS, JV_MAGIC_SLOTS), (FILE_INDEX, JV_MAGIC_INDEX),
+                             (FILE_IDS, JV_MAGIC_IDS)):
+            f = (self.vec, self.slots, self.index, self.idfile)[which]
+            raw = f.pread(0, JV_FILE_HEADER)
+            if len(raw) < JV_FILE_HEADER:
+                raise self.corrupt(which, f"file is {len(raw)} bytes, shorter than its "
+                                   f"{JV_FILE_HEADER}-byte header (truncated)")
+            memcpy(&sh, <const char *>raw, JV_FILE_HEADER)
+            if sh.magic != magic:
+                raise self.corrupt(which, f"bad magic 0x{sh.magic:08x} "
+                                   f"(expected 0x{magic:08x})")
+            if sh.version > JV_FORMAT_VERSION:
+                raise UnsupportedVersionError(
+                    f"{self._file(which)}: format version {sh.version}; this jadevec "
+                    f"reads version {JV_FORMAT_VERSION} (upgrade jadevec)")
+            if sh.version != JV_FORMAT_VERSION:
+                raise self.corrupt(which, f"bad version {sh.version}")
+            if jv_crc32c(0, <const char *>raw, 60) != sh.crc:
+                reasons.append(f"{FILE_NAMES[which]}: header checksum mismatch")
+            elif sh.generation != best.generation and best.state == JV_STATE_CLEAN:
+                reasons.append(f"{FILE_NAMES[which]}: header generation {sh.generation} "
+                               f"differs from the commit's {best.generation}")
+        raw = self.slots.pread(0, JV_FILE_HEADER)
+        memcpy(&sh, <const char *>raw, JV_FILE_HEADER)
+        raw = self.index.pread(0, JV_FILE_HEADER)
+        memcpy(&ih, <const char *>raw, JV_FILE_HEADER)
+        raw = self.idfile.pread(0, JV_FILE_HEADER)
+        memcpy(&dh, <const char *>raw, JV_FILE_HEADER)
+        self.next_seq = sh.next_sequence
+        self.ids_end = dh.end
+        self.table.size = ih.table_size
+        self.table.live = ih.live
+        self.table.tombs = ih.tombstones
+        if reasons:
+            return reasons
+        # The headers are current: their fields must make sense, or it is damage.
+        if sh.record_size != SLOT_RECORD or sh.dimension != self.dim or sh.next_sequence < 1:
+            raise self.corrupt(FILE_SLOTS, f"header fields record_size={sh.record_size} "
+                               f"dimension={sh.dimension} next_sequence={sh.next_sequence}")
+        if (ih.entry_size != sizeof(jv_entry) or ih.table_size < 8
+                or ih.table_size & (ih.table_size - 1) or ih.table_size > (1ULL << 40)):
+            raise self.corrupt(FILE_INDEX, f"header fields entry_size={ih.entry_size} "
+                               f"table_size={ih.table_size}")
+        if self.index._size < JV_FILE_HEADER + ih.table_size * sizeof(jv_entry):
+            raise self.corrupt(FILE_INDEX, f"file is {self.index._size} bytes, table_size "
+                               f"{ih.table_size} needs "
+                               f"{JV_FILE_HEADER + ih.table_size * sizeof(jv_entry)} (truncated)")
+        if ih.live + ih.tombstones > ih.table_size or ih.live != best.vector_count:
+            raise self.corrupt(FILE_INDEX, f"live={ih.live} tombstones={ih.tombstones} "
+                               f"disagree with table_size {ih.table_size} or vector_count "
+                               f"{best.vector_count}")
+        if dh.end < JV_FILE_HEADER or dh.end % 8 or dh.end > self.idfile._size:
+            raise self.corrupt(FILE_IDS, f"end {dh.end} outside the file "
+                               f"({self.idfile._size} bytes) (truncated)")
+        return []
+
+    cdef int count_table(self) except -1:
+        """Recount live and tombstone entries (read-only open of a dirty file)."""
+        cdef uint64_t i, live = 0, tombs = 0
+        cdef uint64_t size = self.table.size
+        if (size < 8 or size & (size - 1)
+                or self.index._size < JV_FILE_HEADER + size * sizeof(jv_entry)):
+            raise self.corrupt(FILE_INDEX, f"table_size {size} unusable; open the file "
+                               f"for writing once to rebuild it")
+        for i in range(size):
+            if self.table.entries[i].flags == JV_ENTRY_LIVE:
+                live += 1
+            elif self.table.entries[i].flags == JV_ENTRY_TOMBSTONE:
+                tombs += 1
+        self.table.live = live
+        self.table.tombs = tombs
+        # Slots written after the last commit are past high_water: readable.
+        self.hw = <uint32_t>min((self.vec._size - JV_HEADER_PAGE) // self.stride,
+                                (self.slots._size - JV_FILE_HEADER) // SLOT_RECORD,
+                                <uint64_t>MAX_SLOTS)
+        self.refresh()
+        return 0
+
+    # -- recovery ------------------------------------------------------------
+
+    cdef int recover(self, list reasons) except -1:
+        """Rebuild the index from the slot records, then checkpoint clean.
+
+        Per id, the valid LIVE or DELETED record with the highest sequence
+        wins (docs/vector_file_format.md, "Open and recovery").
+        """
+        cdef double started = time.perf_counter()
+        cdef uint64_t cap64 = min((self.vec._size - JV_HEADER_PAGE) // self.stride,
+                                  (self.slots._size - JV_FILE_HEADER) // SLOT_RECORD,
+                                  <uint64_t>MAX_SLOTS)
+        cdef uint32_t cap = <uint32_t>cap64
+        cdef uint32_t s, hw = 0
+        cdef uint64_t max_seq = 0, ids_end = JV_FILE_HEADER, pos, h, i, off, table_size
+        cdef uint64_t n_live = 0, n_deleted = 0, n_superseded = 0, n_candidates = 0
+        cdef jv_slot *rec
+        cdef jv_slot *other
+        cdef jv_id_record *idr
+        cdef const char *key
+        cdef uint32_t klen
+        cdef int rc
+        cdef uint32_t vbytes = self.dim * 4
+        cdef Status st
+        dropped = []
+        self.cap = cap
+        self.hw = cap  # the key function may look at any record while scanning
+        self.refresh()
+        # Pass 1: which records count; size the table for them.
+        cdef uint8_t *good = <uint8_t *>malloc(max(cap, 1))
+        if good == NULL:
+            raise MemoryError()
+        try:
+            for s in range(cap):
+                good[s] = 0
+                rec = self.slot_rec(s)
+                if rec.flags == JV_SLOT_FREE and rec.sequence == 0 and rec.crc == 0:
+                    continue
+                hw = s + 1
+                if jv_crc32c(0, rec, 28) != rec.crc:
+                    dropped.append(f"slot {s}: record checksum mismatch")
+                    continue
+                if rec.flags not in (JV_SLOT_LIVE, JV_SLOT_DELETED, JV_SLOT_SUPERSEDED):
+                    dropped.append(f"slot {s}: unknown flags {rec.flags}")
+                    continue
+                if rec.sequence > max_seq:
+                    max_seq = rec.sequence
+                off = rec.id_offset
+                if file_key(&self.keys, s, &key, &klen) != 0:
+                    dropped.append(f"slot {s}: id reference out of bounds")
+                    continue
+                idr = <jv_id_record *>(self.idfile.map.base + off)
+                if jv_crc32c(0, key, klen) != idr.crc:
+                    dropped.append(f"slot {s}: id checksum mismatch")
+                    continue
+                ids_end = max(ids_end, off + 8 + round8(klen))
+                if rec.flags == JV_SLOT_SUPERSEDED:
+                    n_superseded += 1
+                    continue
+                if (rec.flags == JV_SLOT_LIVE
+                        and jv_crc32c(0, self.row(s), vbytes) != rec.vector_crc):
+                    dropped.append(f"slot {s}: vector checksum mismatch")
+                    continue
+                good[s] = 1
+                n_candidates += 1
+            # Pass 2: rebuild the table, keeping the newest record per id.
+            table_size = jv_table_size_for(n_candidates)
+            self.grow_file(self.index, JV_FILE_HEADER + table_size * sizeof(jv_entry))
+            self.refresh()
+            memset(self.table.entries, 0, table_size * sizeof(jv_entry))
+            self.table.size = table_size
+            self.table.live = 0
+            self.table.tombs = 0
+            for s in range(cap):
+                if not good[s]:
+                    continue
+                rec = self.slot_rec(s)
+                file_key(&self.keys, s, &key, &klen)
+                h = jv_hash(key, klen) & self.hash_mask
+                rc = jv_table_find(&self.table, h, key, klen, &pos)
+                if rc == JV_FOUND:
+                    other = self.slot_rec(self.table.entries[pos].slot)
+                    if other.sequence >= rec.sequence:
+                        self.supersede(s)
+                        continue
+                    self.supersede(self.table.entries[pos].slot)
+                elif rc != JV_ABSENT:
+                    raise self.corrupt(FILE_INDEX, f"rebuilding the index failed ({rc})")
+                jv_table_put(&self.table, pos, h, s, vbytes, rec.vector_crc,
+                             <uint32_t>rec.sequence)
+            # Tombstone winners: the id is absent.
+            for i in range(table_size):
+                if self.table.entries[i].flags == JV_ENTRY_LIVE:
+                    if self.slot_rec(self.table.entries[i].slot).flags == JV_SLOT_DELETED:
+                        jv_table_remove(&self.table, i)
+                        n_deleted += 1
+                    else:
+                        n_live += 1
+        finally:
+            free(good)
+        self.hw = hw
+        self.next_seq = max_seq + 1
+        self.ids_end = ids_end
+        self.refresh()
+        self.rehash(0)
+        # Every slot below high_water but the live ones is free once the
+        # SUPERSEDED marks above are durable, which the checkpoint makes them.
+        self.build_free()
+        self.dirty = True
+        with nogil:
+            rc = self.checkpoint_locked(JV_STATE_CLEAN, &st)
+        if rc:
+            raise_status(self, &st)
+        self.dirty = False
+        self._report = {
+            "recovered": True,
+            "reasons": reasons,
+            "slots_scanned": cap,
+            "live": n_live,
+            "deleted": n_deleted,
+            "superseded": n_superseded,
+            "dropped": dropped,
+            "seconds": time.perf_counter() - started,
+        }
+        return 0
+
+    cdef void supersede(self, uint32_t slot) noexcept nogil:
+        """Mark a LIVE record that lost to a newer one as SUPERSEDED."""
+        cdef jv_slot *rec = self.slot_rec(slot)
+        if rec.flags == JV_SLOT_LIVE:
+            rec.flags = JV_SLOT_SUPERSEDED
+            rec.crc = jv_crc32c(0, rec, 28)
+
+    cdef int grow_file(self, MappedFile f, uint64_t size) except -1:
+        cdef int rc
+        with nogil:
+            rc = f.c_grow(size)
+        if rc:
+            raise_os_error(rc, "grow", f.path)
+        return 0
+
+    cdef int build_free(self) except -1:
+        cdef Status st
+        cdef int rc
+        with nogil:
+            rc = self.build_free_locked(&st)
+        if rc:
+            raise_status(self, &st)
+        return 0
+
+    cdef int rehash(self, uint64_t more) except -1:
+        cdef Status st
+        cdef int rc
+        with nogil:
+            rc = self.rehash_locked(more, &st)
+        if rc:
+            raise_status(self, &st)
+        return 0
+
+    # -- the write path (called with the writer lock held) --------------------
+
+    cdef int build_free_locked(self, Status *st) noexcept nogil:
+        """Free slots: every slot below high_water the index does not use."""
+        cdef uint32_t s
+        cdef uint64_t i
+        cdef uint8_t *used
+        list_free(&self.free_slots)
+        if list_reserve(&self.free_slots, self.hw) != 0:
+            return fail_os(st, ENOMEM, FILE_SLOTS, "allocate the free list")
+        used = <uint8_t *>malloc(self.hw + 1)
+        if used == NULL:
+            return fail_os(st, ENOMEM, FILE_SLOTS, "allocate the free list")
+        memset(used, 0, self.hw + 1)
+        for i in range(self.table.size):
+            if (self.table.entries[i].flags == JV_ENTRY_LIVE
+                    and self.table.entries[i].slot < self.hw):
+                used[self.table.entries[i].slot] = 1
+        # Highest slots first on the stack, so reuse starts at the low ones.
+        s = self.hw
+        while s > 0:
+            s -= 1
+            if not used[s]:
+                list_push(&self.free_slots, s)
+        free(used)
+        self.free_ready = True
+        return 0
+
+    cdef int write_commit(self, uint32_t state, Status *st) noexcept nogil:
+        """Write and sync commit record gen+1 in its alternate place."""
+        cdef jv_commit c
+        cdef uint64_t offset
+        cdef int rc
+        memset(&c, 0, sizeof(c))
+        c.magic = JV_MAGIC_VECTORS
+        c.version = JV_FORMAT_VERSION
+        c.dimension = self.dim
+        c.state = state
+        c.vector_count = self.table.live
+        c.index_offset = JV_FILE_HEADER
+        c.data_offset = JV_HEADER_PAGE
+        c.generation = self.gen + 1
+        c.capacity = self.cap
+        c.high_water = self.hw
+        c.row_stride = self.stride
+        c.crc = jv_crc32c(0, &c, 60)
+        offset = JV_COMMIT_B_OFFSET if c.generation % 2 else 0
+        memcpy(self.vec.map.base + offset, &c, sizeof(c))
+        rc = self.vec.c_sync(offset, sizeof(c), False)
+        if rc:
+            self.failed = True
+            return fail_os(st, rc, FILE_VEC, "msync of the commit record")
+        self.gen = c.generation
+        return 0
+
+    cdef int begin_write(self, Status *st) noexcept nogil:
+        """Refuse writes on closed, read-only or failed files; mark dirty durably."""
+        if self.closed:
+            return fail(st, ST_CLOSED, FILE_VEC, NULL, 0)
+        if self.read_only:
+            return fail(st, ST_READONLY, FILE_VEC, NULL, 0)
+        if self.failed:
+            return fail(st, ST_FAILED, FILE_VEC, NULL, 0)
+        if not self.free_ready and self.build_free_locked(st) != 0:
+            return -1
+        if not self.dirty:
+            if self.write_commit(JV_STATE_DIRTY, st) != 0:
+                return -1
+            self.dirty = True
+        return 0
+
+    cdef int rehash_locked(self, uint64_t more, Status *st) noexcept nogil:
+        """Rebuild the table at the size for live + more entries, dropping tombstones."""
+        cdef uint64_t size = jv_table_size_for(self.table.live + more)
+        cdef uint64_t i, n = 0
+        cdef jv_entry *keep = NULL
+        cdef int rc
+        if self.table.live:
+            keep = <jv_entry *>malloc(self.table.live * sizeof(jv_entry))
+            if keep == NULL:
+                return fail_os(st, ENOMEM, FILE_INDEX, "allocate for a rehash")
+            for i in range(self.table.size):
+                if self.table.entries[i].flags == JV_ENTRY_LIVE and n < self.table.live:
+                    keep[n] = self.table.entries[i]
+                    n += 1
+        rc = self.index.c_grow(JV_FILE_HEADER + size * sizeof(jv_entry))
+        if rc:
+            free(keep)
+            return fail_os(st, rc, FILE_INDEX, "grow")
+        self.refresh()
+        # From here the table is rebuilt in place; a kill leaves a dirty file
+        # whose index the next open rebuilds from the slot records.
+        memset(self.table.entries, 0, size * sizeof(jv_entry))
+        self.table.size = size
+        self.table.live = 0
+        self.table.tombs = 0
+        for i in range(n):
+            jv_table_insert_new(&self.table, &keep[i])
+        free(keep)
+        return 0
+
+    cdef int reserve(self, uint64_t vectors, uint64_t id_bytes, Status *st) noexcept nogil:
+        """Grow everything once so that `vectors` stores cannot fail halfway."""
+        cdef uint64_t need, new_cap, size
+        cdef uint8_t *mask
+        cdef int rc
+        if vectors > self.free_slots.n:
+            need = <uint64_t>self.hw + vectors - self.free_slots.n
+            if need > self.cap:
+                if need > MAX_SLOTS:
+                    return fail(st, ST_FULL, FILE_VEC, "more than 2**32-2 slots", need)
+                new_cap = max(need, 2 * <uint64_t>self.cap)
+                new_cap = min(max(new_cap, <uint64_t>MIN_CAPACITY), <uint64_t>MAX_SLOTS)
+                rc = self.vec.c_grow(JV_HEADER_PAGE + new_cap * self.stride)
+                if rc:
+                    return fail_os(st, rc, FILE_VEC, "grow")
+                rc = self.slots.c_grow(JV_FILE_HEADER + new_cap * SLOT_RECORD)
+                if rc:
+                    return fail_os(st, rc, FILE_SLOTS, "grow")
+                if self.skip_mask != NULL:
+                    mask = <uint8_t *>realloc(self.skip_mask, new_cap)
+                    if mask == NULL:
+                        return fail_os(st, ENOMEM, FILE_VEC, "grow the live mask")
+                    memset(mask + self.skip_size, 1, new_cap - self.skip_size)
+                    self.skip_mask = mask
+                    self.skip_size = <uint32_t>new_cap
+                self.cap = <uint32_t>new_cap
+        if jv_table_needs_grow(&self.table, vectors):
+            if self.rehash_locked(vectors, st) != 0:
+                return -1
+        if self.ids_end + id_bytes > self.idfile._size:
+            size = max(self.ids_end + id_bytes, 2 * self.idfile._size)
+            rc = self.idfile.c_grow(size)
+            if rc:
+                return fail_os(st, rc, FILE_IDS, "grow")
+        if list_reserve(&self.pending, vectors) != 0:
+            return fail_os(st, ENOMEM, FILE_SLOTS, "allocate the pending list")
+        self.refresh()
+        return 0
+
+    cdef int table_error(self, int rc, uint64_t pos, Status *st) noexcept nogil:
+        if rc == JV_ERR_ENTRY:
+            return fail(st, ST_CORRUPT, FILE_INDEX, "index entry checksum or flags", pos)
+        if rc == JV_ERR_KEY:
+            return fail(st, ST_CORRUPT, FILE_SLOTS,
+                        "slot or id reference of an index entry out of bounds (index entry)",
+                        pos)
+        return fail(st, ST_CORRUPT, FILE_INDEX, "hash table has no empty entry", 0)
+
+    cdef uint64_t append_id(self, const char *key, uint32_t n) noexcept nogil:
+        cdef uint64_t off = self.ids_end
+        cdef jv_id_record header
+        cdef char *at = self.idfile.map.base + off
+        header.length = n
+        header.crc = jv_crc32c(0, key, n)
+        memcpy(at, &header, sizeof(header))
+        memcpy(at + 8, key, n)
+        memset(at + 8 + n, 0, round8(n) - n)
+        self.ids_end = off + 8 + round8(n)
+        return off
+
+    cdef int put_locked(self, uint64_t h, const char *key, uint32_t n, const float32_t *values,
+                        bint must_exist, Status *st) noexcept nogil:
+        """Store one vector (reserve() done). 0 new, 1 replaced, 2 absent (must_exist)."""
+        cdef uint64_t pos, id_offset, seq
+        cdef uint32_t slot, old = 0
+        cdef jv_slot rec
+        cdef uint32_t vbytes = self.dim * 4
+        cdef int rc = jv_table_find(&self.table, h, key, n, &pos)
+        if rc < 0:
+            return self.table_error(rc, pos, st)
+        if rc == JV_ABSENT and must_exist:
+            return 2
+        if rc == JV_FOUND:
+            old = self.table.entries[pos].slot
+            id_offset = self.slot_rec(old).id_offset
+        else:
+            id_offset = self.append_id(key, n)
+        if self.free_slots.n:
+            self.free_slots.n -= 1
+            slot = self.free_slots.items[self.free_slots.n]
+        else:
+            slot = self.hw
+            self.hw += 1
+            self.keys.high_water = self.hw
+        memcpy(self.row(slot), values, vbytes)
+        seq = self.next_seq
+        self.next_seq += 1
+        rec.id_offset = id_offset
+        rec.id_length = n
+        rec.flags = JV_SLOT_LIVE
+        rec.sequence = seq
+        rec.vector_crc = jv_crc32c(0, values, vbytes)
+        rec.crc = jv_crc32c(0, &rec, 28)
+        memcpy(self.slot_rec(slot), &rec, sizeof(rec))
+        jv_table_put(&self.table, pos, h, slot, vbytes, rec.vector_crc, <uint32_t>seq)
+        if self.skip_mask != NULL:
+            self.skip_mask[slot] = 0
+        if rc == JV_FOUND:
+            list_push(&self.pending, old)
+            if self.skip_mask != NULL:
+                self.skip_mask[old] = 1
+            return 1
+        return 0
+
+    cdef int delete_locked(self, uint64_t h, const char *key, uint32_t n,
+                           Status *st) noexcept nogil:
+        """Delete one id: 1 deleted, 0 absent."""
+        cdef uint64_t pos
+        cdef uint32_t slot
+        cdef jv_slot *rec
+        cdef int rc = jv_table_find(&self.table, h, key, n, &pos)
+        if rc < 0:
+            return self.table_error(rc, pos, st)
+        if rc == JV_ABSENT:
+            return 0
+        if list_reserve(&self.pending, 1) != 0:
+            return fail_os(st, ENOMEM, FILE_SLOTS, "allocate the pending list")
+        slot = self.table.entries[pos].slot
+        rec = self.slot_rec(slot)
+        # The tombstone carries the delete's sequence, newer than every version.
+        rec.flags = JV_SLOT_DELETED
+        rec.sequence = self.next_seq
+        self.next_seq += 1
+        rec.crc = jv_crc32c(0, rec, 28)
+        jv_table_remove(&self.table, pos)
+        list_push(&self.pending, slot)
+        if self.skip_mask != NULL:
+            self.skip_mask[slot] = 1
+        return 1
+
+    cdef int get_locked(self, uint64_t h, const char *key, uint32_t n, float32_t *out,
+                        Status *st) noexcept nogil:
+        """Copy one vector out: 1 found, 0 absent."""
+        cdef uint64_t pos
+        cdef const jv_entry *e
+        cdef int rc
+        if self.closed:
+            return fail(st, ST_CLOSED, FILE_VEC, NULL, 0)
+        rc = jv_table_find(&self.table, h, key, n, &pos)
+        if rc < 0:
+            return self.table_error(rc, pos, st)
+        if rc == JV_ABSENT:
+            return 0
+        e = &self.table.entries[pos]
+        # file_key already checked e.slot < high_water.
+        memcpy(out, self.row(e.slot), self.dim * 4)
+        if self.check_reads and jv_crc32c(0, out, self.dim * 4) != e.vector_crc:
+            return fail(st, ST_CORRUPT, FILE_VEC, "vector checksum mismatch (slot)", e.slot)
+        return 1
+
+    cdef int checkpoint_locked(self, uint32_t state, Status *st) noexcept nogil:
+        """Headers, sync of every file, commit record, then the slot life cycle."""
+        cdef jv_slots_header sh
+        cdef jv_index_header ih
+        cdef jv_ids_header dh
+        cdef uint64_t g = self.gen + 1, i
+        cdef int rc, which
+        cdef SlotList swap
+        cdef jv_slot *rec
+        if self.failed:
+            return fail(st, ST_FAILED, FILE_VEC, NULL, 0)
+        memset(&sh, 0, sizeof(sh))
+        sh.magic = JV_MAGIC_SLOTS
+        sh.version = JV_FORMAT_VERSION
+        sh.generation = g
+        sh.next_sequence = self.next_seq
+        sh.record_size = SLOT_RECORD
+        sh.dimension = self.dim
+        sh.crc = jv_crc32c(0, &sh, 60)
+        memcpy(self.slots.map.base, &sh, sizeof(sh))
+        memset(&ih, 0, sizeof(ih))
+        ih.magic = JV_MAGIC_INDEX
+        ih.version = JV_FORMAT_VERSION
+        ih.generation = g
+        ih.table_size = self.table.size
+        ih.live = self.table.live
+        ih.tombstones = self.table.tombs
+        ih.entry_size = sizeof(jv_entry)
+        ih.crc = jv_crc32c(0, &ih, 60)
+        memcpy(self.index.map.base, &ih, sizeof(ih))
+        memset(&dh, 0, sizeof(dh))
+        dh.magic = JV_MAGIC_IDS
+        dh.version = JV_FORMAT_VERSION
+        dh.generation = g
+        dh.end = self.ids_end
+        dh.crc = jv_crc32c(0, &dh, 60)
+        memcpy(self.idfile.map.base, &dh, sizeof(dh))
+        rc = self.slots.c_sync(0, self.slots._size, False)
+        which = FILE_SLOTS
+        if rc == 0:
+            rc = self.index.c_sync(0, self.index._size, False)
+            which = FILE_INDEX
+        if rc == 0:
+            rc = self.idfile.c_sync(0, self.idfile._size, False)
+            which = FILE_IDS
+        if rc == 0:
+            # Rows: the header page is written after, on its own.
+            rc = self.vec.c_sync(JV_HEADER_PAGE, self.vec._size, False)
+            which = FILE_VEC
+        if rc:
+            # fsyncgate: a failed sync cannot be retried safely.
+            self.failed = True
+            return fail_os(st, rc, which, "msync")
+        if self.write_commit(state, st) != 0:
+            return -1
+        # The commit is durable: advance the slot life cycle.
+        for i in range(self.pending.n):
+            rec = self.slot_rec(self.pending.items[i])
+            if rec.flags == JV_SLOT_LIVE:
+                rec.flags = JV_SLOT_SUPERSEDED
+                rec.crc = jv_crc32c(0, rec, 28)
+        if self.cooling.n and list_reserve(&self.free_slots, self.cooling.n) == 0:
+            for i in range(self.cooling.n):
+                list_push(&self.free_slots, self.cooling.items[i])
+            self.cooling.n = 0
+        if self.cooling.n == 0:
+            swap = self.cooling
+            self.cooling = self.pending
+            self.pending = swap
+        return 0
+
+    cdef int close_locked(self, Status *st) noexcept nogil:
+        """Two checkpoints (the second clean) if written, then unmap. Lock held."""
+        cdef int rc = 0
+        if self.closed:
+            return 0
+        if self.dirty and not self.failed and not self.read_only:
+            rc = self.checkpoint_locked(JV_STATE_DIRTY, st)
+            if rc == 0:
+                rc = self.checkpoint_locked(JV_STATE_CLEAN, st)
+        self.closed = True
+        self.vec.c_close()
+        self.slots.c_close()
+        self.index.c_close()
+        self.idfile.c_close()
+        return rc
+
+    # -- Python face ---------------------------------------------------------
+
+    cdef int check_open(self) except -1:
+        if self.closed:
+            raise StoreClosedError(f"{self.path}: the vector file is closed")
+        return 0
+
+    @property
+    def dimension(self):
+        """Values per vector."""
+        return self.dim
+
+    @property
+    def row_stride(self):
+        """Bytes from one row to the next (``dimension * 4`` rounded up to 64)."""
+        return self.stride
+
+    @property
+    def capacity(self):
+        """Slots the files are sized for."""
+        return self.cap
+
+    @property
+    def high_water(self):
+        """Slots used so far (rows ``0 .. high_water-1`` may hold data)."""
+        return self.hw
+
+    @property
+    def generation(self):
+        """Generation of the last commit record written or read."""
+        return self.gen
+
+    @property
+    def closed(self):
+        """Whether the file set was closed."""
+        return self.closed
+
+    @property
+    def read_only(self):
+        """Whether the file set was opened read-only."""
+        return self.read_only
+
+    @property
+    def failed(self):
+        """Whether a sync failed; writes are refused until the file is reopened."""
+        return self.failed
+
+    @property
+    def recovery_report(self):
+        """``None`` after a clean open, else a dict saying what recovery did."""
+        return self._report
+
+    def __len__(self):
+        return self.table.live
+
+    def __contains__(self, vector_id):
+        if not isinstance(vector_id, str):
+            return False
+        try:
+            return self.slot_of(vector_id) >= 0
+        except InvalidInputError:
+            return False
+
+    def put(self, vector_id, values):
+        """Store ``values`` under ``vector_id``, replacing any vector it had.
+
+        Returns
+        -------
+        bool
+            Whether an existing vector was replaced.
+        """
+        return self._put(vector_id, values, False) == 1
+
+    def update(self, vector_id, values):
+        """Replace the vector of an existing id, atomically.
+
+        Raises
+        ------
+        VectorNotFoundError
+            The id has no vector; nothing is written.
+        """
+        if self._put(vector_id, values, True) == 2:
+            raise VectorNotFoundError(f"no vector with id {vector_id!r}")
+
+    cdef int _put(self, object vector_id, object values, bint must_exist) except -1:
+        cdef const char *key
+        cdef uint32_t n
+        cdef Status st
+        cdef int rc
+        utf8_id(vector_id, &key, &n, "vector_id")
+        values = as_rows(values, self.dim, 1, "values")
+        cdef const float32_t[::1] v = values
+        cdef uint64_t h = jv_hash(key, n) & self.hash_mask
+        with nogil:
+            jv_wrlock(&self.lock)
+            rc = self.begin_write(&st)
+            if rc == 0:
+                rc = self.reserve(1, 8 + round8(n), &st)
+            if rc == 0:
+                rc = self.put_locked(h, key, n, &v[0], must_exist, &st)
+            jv_unlock(&self.lock)
+        if rc < 0:
+            raise_status(self, &st)
+        return rc
+
+    def put_batch(self, ids, vectors):
+        """Store many vectors: one growth, then one C loop.
+
+        Parameters
+        ----------
+        ids : sequence of str
+            A duplicate id is stored in order, so its last vector wins.
+        vectors : array-like, shape (len(ids), dimension)
+
+        Returns
+        -------
+        int
+            How many existing ids were replaced.
+        """
+        if not isinstance(ids, (list, tuple)):
+            ids = list(ids)
+        cdef Py_ssize_t i, m = len(ids)
+        vectors = as_rows(vectors, self.dim, 2, "vectors")
+        if vectors.shape[0] != m:
+            raise InvalidInputError(
+                f"vectors has {vectors.shape[0]} rows for {m} ids")
+        if m == 0:
+            return 0
+        cdef const float32_t[:, ::1] rows = vectors
+        cdef const char **keys = <const char **>malloc(m * sizeof(char *))
+        cdef uint32_t *lengths = <uint32_t *>malloc(m * sizeof(uint32_t))
+        cdef uint64_t id_bytes = 0, replaced = 0
+        cdef uint64_t mask = self.hash_mask
+        cdef Status st
+        cdef int rc = 0
+        try:
+            if keys == NULL or lengths == NULL:
+                raise MemoryError()
+            for i in range(m):
+                utf8_id(ids[i], &keys[i], &lengths[i], f"ids[{i}]")
+                id_bytes += 8 + round8(lengths[i])
+            with nogil:
+                jv_wrlock(&self.lock)
+                rc = self.begin_write(&st)
+                if rc == 0:
+                    rc = self.reserve(m, id_bytes, &st)
+                if rc == 0:
+                    for i in range(m):
+                        rc = self.put_locked(jv_hash(keys[i], lengths[i]) & mask, keys[i],
+                                             lengths[i], &rows[i, 0], False, &st)
+                        if rc < 0:
+                            break
+                        replaced += rc
+                jv_unlock(&self.lock)
+        finally:
+            free(keys)
+            free(lengths)
+        if rc < 0:
+            raise_status(self, &st)
+        return replaced
+
+    def get(self, vector_id):
+        """Return a copy of the vector of ``vector_id`` (float32), or ``None``."""
+        cdef const char *key
+        cdef uint32_t n
+        cdef Status st
+        cdef int rc
+        utf8_id(vector_id, &key, &n, "vector_id")
+        cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, [self.dim], cnp.NPY_FLOAT32, 0)
+        cdef float32_t *dst = <float32_t *>cnp.PyArray_DATA(out)
+        cdef uint64_t h = jv_hash(key, n) & self.hash_mask
+        with nogil:
+            jv_rdlock(&self.lock)
+            rc = self.get_locked(h, key, n, dst, &st)
+            jv_unlock(&self.lock)
+        if rc < 0:
+            raise_status(self, &st)
+        return out if rc else None
+
+    def get_batch(self, ids):
+        """Copy many vectors out.
+
+        Returns
+        -------
+        vectors : numpy.ndarray, float32, shape (len(ids), dimension)
+            Rows of absent ids are left uninitialised.
+        found : numpy.ndarray, bool, shape (len(ids),)
+        """
+        if not isinstance(ids, (list, tuple)):
+            ids = list(ids)
+        cdef Py_ssize_t i, m = len(ids)
+        out = np.empty((m, self.dim), dtype=np.float32)
+        found = np.zeros(m, dtype=np.bool_)
+        if m == 0:
+            return out, found
+        cdef float32_t[:, ::1] dst = out
+        cdef uint8_t[::1] hit = found.view(np.uint8)
+        cdef const char **keys = <const char **>malloc(m * sizeof(char *))
+        cdef uint32_t *lengths = <uint32_t *>malloc(m * sizeof(uint32_t))
+        cdef uint64_t mask = self.hash_mask
+        cdef Status st
+        cdef int rc = 0
+        try:
+            if keys == NULL or lengths == NULL:
+                raise MemoryError()
+            for i in range(m):
+                utf8_id(ids[i], &keys[i], &lengths[i], f"ids[{i}]")
+            with nogil:
+                jv_rdlock(&self.lock)
+                for i in range(m):
+                    rc = self.get_locked(jv_hash(keys[i], lengths[i]) & mask, keys[i],
+                                         lengths[i], &dst[i, 0], &st)
+                    if rc < 0:
+                        break
+                    hit[i] = rc
+                jv_unlock(&self.lock)
+        finally:
+            free(keys)
+            free(lengths)
+        if rc < 0:
+            raise_status(self, &st)
+        return out, found
+
+    def delete(self, vector_id):
+        """Delete ``vector_id``; return whether it existed."""
+        cdef const char *key
+        cdef uint32_t n
+        cdef Status st
+        cdef int rc
+        utf8_id(vector_id, &key, &n, "vector_id")
+        cdef uint64_t h = jv_hash(key, n) & self.hash_mask
+        with nogil:
+            jv_wrlock(&self.lock)
+            rc = self.begin_write(&st)
+            if rc == 0:
+                rc = self.delete_locked(h, key, n, &st)
+            jv_unlock(&self.lock)
+        if rc < 0:
+            raise_status(self, &st)
+        return rc == 1
+
+    def slot_of(self, vector_id):
+        """Return the slot (row number) holding ``vector_id``, or -1."""
+        return int(self.slots_of([vector_id])[0])
+
+    def slots_of(self, ids):
+        """Return an int64 array of the slots of ``ids`` (-1 where absent)."""
+        if not isinstance(ids, (list, tuple)):
+            ids = list(ids)
+        cdef Py_ssize_t i, m = len(ids)
+        out = np.full(m, -1, dtype=np.int64)
+        if m == 0:
+            return out
+        cdef int64_t[::1] res = out
+        cdef const char **keys = <const char **>malloc(m * sizeof(char *))
+        cdef uint32_t *lengths = <uint32_t *>malloc(m * sizeof(uint32_t))
+        cdef uint64_t mask = self.hash_mask, pos
+        cdef Status st
+        cdef int rc = 0
+        try:
+            if keys == NULL or lengths == NULL:
+                raise MemoryError()
+            for i in range(m):
+                utf8_id(ids[i], &keys[i], &lengths[i], f"ids[{i}]")
+            with nogil:
+                jv_rdlock(&self.lock)
+                if self.closed:
+                    rc = fail(&st, ST_CLOSED, FILE_VEC, NULL, 0)
+                else:
+                    for i in range(m):
+                        rc = jv_table_find(&self.table, jv_hash(keys[i], lengths[i]) & mask,
+                                           keys[i], lengths[i], &pos)
+                        if rc < 0:
+                            rc = self.table_error(rc, pos, &st)
+                            break
+                        if rc == JV_FOUND:
+                            res[i] = self.table.entries[pos].slot
+                jv_unlock(&self.lock)
+        finally:
+            free(keys)
+            free(lengths)
+        if rc < 0:
+            raise_status(self, &st)
+        return out
+
+    cdef str id_of_slot(self, uint32_t slot):
+        """The id stored in a slot (lock held, slot < high_water)."""
+        cdef const char *key
+        cdef uint32_t n
+        if file_key(&self.keys, slot, &key, &n) != 0:
+            raise self.corrupt(FILE_SLOTS, f"slot {slot}: id reference out of bounds")
+        try:
+            return PyUnicode_DecodeUTF8(key, n, "strict")
+        except UnicodeDecodeError:
+            raise self.corrupt(FILE_IDS, f"id of slot {slot} is not UTF-8") from None
+
+    def ids(self):
+        """Return every live id (in no particular order)."""
+        cdef uint64_t i
+        out = []
+        with nogil:
+            jv_rdlock(&self.lock)
+        try:
+            self.check_open()
+            for i in range(self.table.size):
+                if self.table.entries[i].flags == JV_ENTRY_LIVE:
+                    out.append(self.id_of_slot(self.table.entries[i].slot))
+        finally:
+            jv_unlock(&self.lock)
+        return out
+
+    def vectors_view(self):
+        """Return a read-only (high_water, dimension) float32 view of the rows.
+
+        Rows of deleted or superseded slots are included (see ``live_slots``).
+        The view keeps its pages mapped, across growth and after ``close()``.
+        """
+        with nogil:
+            jv_rdlock(&self.lock)
+        try:
+            self.check_open()
+            return self._view()
+        finally:
+            jv_unlock(&self.lock)
+
+    cdef object _view(self):
+        raw = np.frombuffer(self.vec, dtype=np.uint8)
+        view = np.ndarray((self.hw, self.dim), dtype=np.float32, buffer=raw,
+                          offset=JV_HEADER_PAGE, strides=(self.stride, 4))
+        view.flags.writeable = False
+        return view
+
+    cdef int ensure_mask(self) except -1:
+        """Build the skip mask (1 = not live) once; writes keep it current."""
+        cdef uint64_t i
+        cdef uint8_t *mask
+        cdef int ok = 1
+        with nogil:
+            jv_wrlock(&self.lock)
+            if not self.closed and self.skip_mask == NULL:
+                mask = <uint8_t *>malloc(max(self.cap, 1))
+                if mask == NULL:
+                    ok = 0
+                else:
+                    memset(mask, 1, max(self.cap, 1))
+                    for i in range(self.table.size):
+                        if (self.table.entries[i].flags == JV_ENTRY_LIVE
+                                and self.table.entries[i].slot < self.cap):
+                            mask[self.table.entries[i].slot] = 0
+                    self.skip_mask = mask
+                    self.skip_size = max(self.cap, 1)
+            jv_unlock(&self.lock)
+        if not ok:
+            raise MemoryError()
+        return 0
+
+    def live_slots(self):
+        """Return a uint8 array over ``0 .. high_water-1``: 1 where the slot is live."""
+        self.check_open()
+        self.ensure_mask()
+        with nogil:
+            jv_rdlock(&self.lock)
+        try:
+            self.check_open()
+            return 1 - np.asarray(<uint8_t[:self.hw]>self.skip_mask) if self.hw else \
+                np.zeros(0, np.uint8)
+        finally:
+            jv_unlock(&self.lock)
+
+    def search(self, queries, k, metric, threads=0):
+        """Exact top-k over the live vectors.
+
+        Parameters
+        ----------
+        queries : array-like, float32, shape (m, dimension)
+        k : int
+        metric : {"cosine", "dot", "l2"}
+        threads : int
+            Passed to ``kernels.topk`` (0: every core).
+
+        Returns
+        -------
+        list of list of (str, float)
+            Per query, best first.
+        """
+        from jadevec._core import kernels
+
+        queries = as_rows(queries, self.dim, 2, "queries")
+        self.check_open()
+        self.ensure_mask()
+        with nogil:
+            jv_rdlock(&self.lock)
+        try:
+            self.check_open()
+            if self.hw == 0 or self.table.live == 0:
+                return [[] for _ in range(queries.shape[0])]
+            skip = np.asarray(<uint8_t[:self.hw]>self.skip_mask)
+            rows, scores = kernels.topk(self._view(), queries, k, metric, skip=skip,
+                                        threads=threads)
+            out = []
+            for r in range(rows.shape[0]):
+                out.append([(self.id_of_slot(s), sc)
+                            for s, sc in zip(rows[r].tolist(), scores[r].tolist()) if s >= 0])
+            return out
+        finally:
+            jv_unlock(&self.lock)
+
+    def checkpoint(self):
+        """Make every write so far durable (``sync``): see "Checkpoint" in the doc.
+
+        Raises
+        ------
+        OSError
+            A sync failed; the file is then *failed* (``StoreFailedError`` on
+            every later write) until reopened.
+        """
+        cdef Status st
+        cdef int rc = 0
+        with nogil:
+            jv_wrlock(&self.lock)
+            if self.closed:
+                rc = fail(&st, ST_CLOSED, FILE_VEC, NULL, 0)
+            elif self.dirty and not self.read_only:
+                rc = self.checkpoint_locked(JV_STATE_DIRTY, &st)
+            jv_unlock(&self.lock)
+        if rc:
+            raise_status(self, &st)
+
+    def flush(self):
+        """Ask for writeback of every file without waiting (``msync(MS_ASYNC)``).
+
+        Not a barrier: releases no slots, writes no commit record.
+        """
+        cdef Status st
+        cdef int rc = 0, which = 0
+        with nogil:
+            jv_rdlock(&self.lock)
+            if self.closed:
+                rc = fail(&st, ST_CLOSED, FILE_VEC, NULL, 0)
+            elif not self.read_only:
+                rc = self.vec.c_sync(0, self.vec._size, True)
+                if rc == 0:
+                    which = FILE_SLOTS
+                    rc = self.slots.c_sync(0, self.slots._size, True)
+                if rc == 0:
+                    which = FILE_INDEX
+                    rc = self.index.c_sync(0, self.index._size, True)
+                if rc == 0:
+                    which = FILE_IDS
+                    rc = self.idfile.c_sync(0, self.idfile._size, True)
+                if rc:
+                    rc = fail_os(&st, rc, which, "msync(MS_ASYNC)")
+            jv_unlock(&self.lock)
+        if rc:
+            raise_status(self, &st)
+
+    def close(self):
+        """Checkpoint twice (the second marks the file clean) and unmap.
+
+        Views from ``vectors_view`` stay valid until released. A second call
+        does nothing.
+        """
+        cdef Status st
+        cdef int rc
+        with nogil:
+            jv_wrlock(&self.lock)
+            rc = self.close_locked(&st)
+            jv_unlock(&self.lock)
+        list_free(&self.free_slots)
+        list_free(&self.pending)
+        list_free(&self.cooling)
+        if rc:
+            raise_status(self, &st)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        if self.closed:
+            return f"<VectorFile {self.path!r} closed>"
+        return f"<VectorFile {self.path!r} dimension={self.dim} count={self.table.live}>"
+
+    # -- verify and compact ----------------------------------------------------
+
+    def verify(self):
+        """Check every checksum and cross-reference; return a list of problems.
+
+        Reads commit records, file headers, every index entry (with its slot
+        record, id and vector), every slot record and every id record. An
+        empty list means the file set is sound.
+        """
+        problems = []
+        with nogil:
+            jv_rdlock(&self.lock)
+        try:
+            self.check_open()
+            self._verify(problems)
+        finally:
+            jv_unlock(&self.lock)
+        return problems
+
+    cdef int _verify(self, list problems) except -1:
+        cdef jv_commit c
+        cdef const jv_entry *e
+        cdef jv_slot *rec
+        cdef const jv_id_record *idr
+        cdef const char *key
+        cdef uint32_t klen, s
+        cdef uint64_t i, live = 0, off
+        cdef uint32_t vbytes = self.dim * 4
+        vec_name, slots_name, index_name, ids_name = [self._file(i) for i in range(4)]
+        for f in (self.vec, self.slots, self.index, self.idfile):
+            if f.file_size() < f.size:
+                problems.append(f"{f.path}: file is {f.file_size()} bytes, shorter than "
+                                f"the {f.size} mapped (truncated while open)")
+                return 0
+        page = self.vec.pread(0, JV_HEADER_PAGE)
+        for offset, label in ((0, "A"), (JV_COMMIT_B_OFFSET, "B")):
+            memcpy(&c, <const char *>page + <int>offset, sizeof(c))
+            if page[offset:offset + 64] == bytes(64):
+                continue
+            if c.magic != JV_MAGIC_VECTORS or c.version != JV_FORMAT_VERSION:
+                problems.append(f"{vec_name}: commit record {label}: bad magic or version")
+            elif jv_crc32c(0, &c, 60) != c.crc:
+                problems.append(f"{vec_name}: commit record {label}: header checksum mismatch")
+        for f in (self.slots, self.index, self.idfile):
+            raw = f.pread(0, JV_FILE_HEADER)
+            if jv_crc32c(0, <const char *>raw, 60) != (<const uint32_t *><const char *>raw)[15]:
+                problems.append(f"{f.path}: header checksum mismatch")
+        for i in range(self.table.size):
+            e = &self.table.entries[i]
+            if e.flags == JV_ENTRY_EMPTY:
+                continue
+            if e.flags != JV_ENTRY_LIVE and e.flags != JV_ENTRY_TOMBSTONE:
+                problems.append(f"{index_name}: entry {i}: unknown flags {e.flags}")
+                continue
+            if jv_entry_crc(e) != e.crc:
+                problems.append(f"{index_name}: entry {i}: entry checksum mismatch")
+                continue
+            if e.flags == JV_ENTRY_TOMBSTONE:
+                continue
+            live += 1
+            s = e.slot
+            if s >= self.hw:
+                problems.append(f"{index_name}: entry {i}: slot {s} past high_water "
+                                f"{self.hw}")
+                continue
+            if e.size != vbytes:
+                problems.append(f"{index_name}: entry {i}: size {e.size} != {vbytes}")
+            rec = self.slot_rec(s)
+            if jv_crc32c(0, rec, 28) != rec.crc:
+                problems.append(f"{slots_name}: slot {s}: record checksum mismatch")
+                continue
+            if rec.flags != JV_SLOT_LIVE:
+                problems.append(f"{slots_name}: slot {s}: flags {rec.flags}, but index "
+                                f"entry {i} says live")
+            if <uint32_t>rec.sequence != e.sequence or rec.vector_crc != e.vector_crc:
+                problems.append(f"{index_name}: entry {i}: sequence or vector checksum "
+                                f"differs from slot {s}")
+            if file_key(&self.keys, s, &key, &klen) != 0:
+                problems.append(f"{slots_name}: slot {s}: id reference out of bounds")
+                continue
+            idr = <const jv_id_record *>(key - 8)
+            if jv_crc32c(0, key, klen) != idr.crc:
+                problems.append(f"{ids_name}: id of slot {s}: id checksum mismatch")
+            elif (jv_hash(key, klen) & self.hash_mask) != e.hash:
+                problems.append(f"{index_name}: entry {i}: hash differs from its id's")
+            if jv_crc32c(0, self.row(s), vbytes) != e.vector_crc:
+                problems.append(f"{vec_name}: slot {s}: vector checksum mismatch")
+        if live != self.table.live:
+            problems.append(f"{index_name}: {live} live entries, header count "
+                            f"{self.table.live}")
+        for s in range(self.hw):
+            rec = self.slot_rec(s)
+            if rec.flags == JV_SLOT_FREE and rec.sequence == 0 and rec.crc == 0:
+                continue
+            if jv_crc32c(0, rec, 28) != rec.crc:
+                problems.append(f"{slots_name}: slot {s}: record checksum mismatch")
+            elif rec.flags > JV_SLOT_SUPERSEDED:
+                problems.append(f"{slots_name}: slot {s}: unknown flags {rec.flags}")
+        off = JV_FILE_HEADER
+        while off + 8 <= self.ids_end:
+            idr = <const jv_id_record *>(self.idfile.map.base + off)
+            if idr.length == 0 or idr.length > JV_MAX_ID_BYTES or \
+                    off + 8 + idr.length > self.ids_end:
+                problems.append(f"{ids_name}: id record at {off}: bad length {idr.length}")
+                break
+            if jv_crc32c(0, self.idfile.map.base + off + 8, idr.length) != idr.crc:
+                problems.append(f"{ids_name}: id record at {off}: id checksum mismatch")
+            off += 8 + round8(idr.length)
+        return 0
+
+    def compact_into(self, dest):
+        """Write the live vectors as a new, clean, synced file set in ``dest``; close self.
+
+        ``dest`` must not hold a file set. The source is closed when this
+        returns (its writer lock is held throughout, so no write is lost);
+        the caller swaps the folders (see "Compaction" in the doc).
+        """
+        cdef VectorFile new = None
+        cdef uint64_t i, n = 0, id_bytes = 0, mask = self.hash_mask
+        cdef const char *key
+        cdef uint32_t klen
+        cdef uint32_t[::1] order
+        cdef Status st
+        cdef int rc = 0
+        with nogil:
+            jv_wrlock(&self.lock)
+        try:
+            self.check_open()
+            slots = np.empty(self.table.live, dtype=np.uint32)
+            order = slots
+            for i in range(self.table.size):
+                if self.table.entries[i].flags == JV_ENTRY_LIVE and n < self.table.live:
+                    order[n] = self.table.entries[i].slot
+                    n += 1
+                    id_bytes += 8 + round8(self.slot_rec(order[n - 1]).id_length)
+            slots = np.sort(slots[:n])
+            order = slots
+            new = VectorFile.create(dest, self.dim, capacity=n, hash_mask=self.hash_mask)
+            with nogil:
+                rc = new.begin_write(&st)
+                if rc == 0:
+                    rc = new.reserve(n, id_bytes, &st)
+                for i in range(n):
+                    if rc < 0:
+                        break
+                    if file_key(&self.keys, order[i], &key, &klen) != 0:
+                        rc = fail(&st, ST_CORRUPT, FILE_SLOTS,
+                                  "id reference out of bounds (slot)", order[i])
+                        break
+                    rc = new.put_locked(jv_hash(key, klen) & mask, key, klen,
+                                        <const float32_t *>self.row(order[i]), False, &st)
+            if rc < 0:
+                raise_status(new if st.code == ST_OS else self, &st)
+            new.close()
+            with nogil:
+                rc = self.close_locked(&st)
+            if rc:
+                raise_status(self, &st)
+        except BaseException:
+            if new is not None:
+                new.close()
+            raise
+        finally:
+            jv_unlock(&self.lock)
