@@ -73,9 +73,10 @@ def test_delete_while_other_threads_use_the_database(tmp_path, backend):
         started.wait()
         for r in range(2000):
             try:
+                # "other" first, so every thread has written to it before "busy" can refuse
+                other.store([f"{t}-{r}"], rng.standard_normal((1, 4)).astype(np.float32), None)
                 db.store([f"{t}-{r}"], rng.standard_normal((1, 4)).astype(np.float32), None)
                 db.retrieve(f"{t}-{r}")
-                other.store([f"{t}-{r}"], rng.standard_normal((1, 4)).astype(np.float32), None)
             except DatabaseNotFoundError:
                 refused.append(t)
                 return
