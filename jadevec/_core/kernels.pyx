@@ -68,6 +68,10 @@ _tables[2] = jv_table_avx512()
 
 cdef const jv_kernel_table* _K = _tables[0]
 cdef int _default_threads = 1
+# Set in the child of os.fork(): GNU OpenMP's thread pool does not survive a
+# fork (a parallel region in the child waits forever for the parent's threads),
+# so a forked child runs every loop on its own thread.
+cdef bint _fork_child = False
 
 cdef jv_cpu_features _cpu
 jv_detect_cpu(&_cpu)
@@ -161,7 +165,7 @@ def simd_info():
         ``os_*`` entries say whether the OS saves the AVX / AVX-512 register
         state), ``forced`` (bool: ``JADEVEC_SIMD`` chose the level) and
         ``threads`` (int: threads a search uses by default, one per core
-        available to this process).
+        available to this process; 1 in the child of ``os.fork()``).
     """
     return {
         "level": _K.name.decode("ascii"),
@@ -196,6 +200,23 @@ def _init():
 
 
 _forced = _init()
+
+
+def _after_fork_in_child():
+    global _fork_child, _default_threads
+    _fork_child = True
+    _default_threads = 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+cdef inline int _team_size(int requested) noexcept nogil:
+    """Threads for a parallel loop: requested, 0 = every core, 1 in a forked child."""
+    if _fork_child:
+        return 1
+    return requested if requested > 0 else _default_threads
 
 
 # ---------------------------------------------------------------- validation
@@ -342,7 +363,7 @@ def _read_sum(a, threads=0):
     larger than the caches to measure the machine's read bandwidth.
     """
     cdef cnp.ndarray x = _vector(a, "a")
-    cdef int t = _threads_arg(threads) or _default_threads
+    cdef int t = _team_size(_threads_arg(threads))
     cdef const float* p = <const float*>cnp.PyArray_DATA(x)
     cdef Py_ssize_t n = x.shape[0], chunk = 1 << 16
     cdef Py_ssize_t nchunks = (n + chunk - 1) // chunk, c, lo
@@ -417,7 +438,7 @@ cdef int _prepare(Job* job, const jv_kernel_table* K, const float* base, Py_ssiz
         job.qt = qt
     tile_bytes = TILE_BYTES_MULTI if qt != NULL else TILE_BYTES_ONE
     job.tile = max(8, min(1024, tile_bytes // max(stride_bytes, 4))) // 8 * 8
-    t = threads if threads > 0 else _default_threads
+    t = _team_size(threads)
     if n * max(d, 1) * max(m, 1) < PARALLEL_MIN_FLOATS:
         t = 1
     # About eight work items per thread so a thread slowed by another process
@@ -741,7 +762,9 @@ def topk(matrix, queries, k, metric, skip=None, threads=0):
     skip : numpy.ndarray, uint8 or bool, shape (n,), optional
         Nonzero marks a row as deleted: it is never returned.
     threads : int, default 0
-        Threads to use; 0 means one per available core.
+        Threads to use; 0 means one per available core.  In the child of
+        ``os.fork()`` every search runs on one thread (GNU OpenMP's thread
+        pool does not survive a fork); spawned processes are unaffected.
 
     Returns
     -------

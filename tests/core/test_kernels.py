@@ -397,3 +397,28 @@ def test_scores_errors(rng):
             kernels.scores(X, X[0], "dot", out=out)
     with pytest.raises(InvalidInputError, match="metric"):
         kernels.scores_many(X, X, "L2")
+
+
+FORK_SCRIPT = """
+import os, numpy as np
+from jadevec._core import kernels
+X = np.random.default_rng(0).random((200_000, 64), dtype=np.float32)
+q = X[:1].copy()
+parent = kernels.topk(X, q, 3, "dot", threads=2)[0]  # starts the OpenMP pool
+pid = os.fork()
+if pid == 0:
+    child = kernels.topk(X, q, 3, "dot")[0]
+    ok = np.array_equal(child, parent) and kernels.simd_info()["threads"] == 1
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_search_in_forked_child_does_not_hang():
+    proc = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "child 0"
