@@ -1,0 +1,152 @@
+"""MemoryMappedVectorStore: the seed's operations over per-database file sets."""
+
+import os
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from jadevec.backends.mmap import MemoryMappedVectorStore
+from jadevec.errors import (
+    DatabaseExistsError,
+    DatabaseNotFoundError,
+    DimensionMismatchError,
+    InvalidInputError,
+    StoreClosedError,
+    VectorNotFoundError,
+)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with MemoryMappedVectorStore(tmp_path / "root") as s:
+        yield s
+
+
+def test_seed_operations(store, tmp_path):
+    store.create_vector_file("db", 4, initial_capacity=2)
+    assert sorted(os.listdir(tmp_path / "root" / "db")) == [
+        "ids.jvid", "index.jvix", "slots.jvsl", "vectors.jvdb"]
+    with pytest.raises(DatabaseExistsError):
+        store.create_vector_file("db", 4)
+    store.store_vector("db", "a", np.ones(4, np.float32))
+    store.store_vector("db", "a", [2, 2, 2, 2])
+    np.testing.assert_array_equal(store.retrieve_vector("db", "a"), [2, 2, 2, 2])
+    assert store.retrieve_vector("db", "zz") is None
+    store.update_vector("db", "a", [3, 3, 3, 3])
+    with pytest.raises(VectorNotFoundError):
+        store.update_vector("db", "zz", [3, 3, 3, 3])
+    with pytest.raises(DimensionMismatchError):
+        store.update_vector("db", "a", [3, 3, 3])
+    ids = [f"b{i}" for i in range(100)]
+    store.batch_store("db", ids, np.arange(400, dtype=np.float32).reshape(100, 4))
+    got = store.batch_retrieve("db", ["b5", "nope", "a"])
+    assert got[1] is None and got[0].tolist() == [20, 21, 22, 23]
+    assert store.count("db") == 101
+    assert store.delete_vector("db", "b5") and not store.delete_vector("db", "b5")
+    assert sorted(store.list_vectors("db")) == sorted(["a"] + [i for i in ids if i != "b5"])
+    store.flush("db")
+    store.flush()
+    store.sync()
+    store.close_vector_file("db")
+    store.close_vector_file("db")
+    assert store.count("db") == 100  # reopened lazily
+    assert store.recovery_report("db") is None and store.verify("db") == []
+
+
+def test_lazy_open_and_missing(store, tmp_path):
+    store.create_vector_file("db", 2)
+    store.store_vector("db", "x", [1, 2])
+    store.close()
+    with MemoryMappedVectorStore(tmp_path / "root") as again:
+        assert repr(again).endswith("open=[]>")
+        assert again.retrieve_vector("db", "x").tolist() == [1, 2]
+        with pytest.raises(DatabaseNotFoundError):
+            again.count("other")
+        for bad in ["", ".hidden", "a/b", "..", None]:
+            with pytest.raises(InvalidInputError):
+                again.open_vector_file(bad)
+    with pytest.raises(StoreClosedError):
+        store.count("db")
+    store.close()
+
+
+def test_compact_reclaims_space_and_keeps_vectors(store, tmp_path):
+    store.create_vector_file("db", 64)
+    data = np.random.default_rng(0).standard_normal((2000, 64)).astype(np.float32)
+    store.batch_store("db", [f"k{i}" for i in range(2000)], data)
+    for i in range(1900):
+        store.delete_vector("db", f"k{i}")
+    folder = tmp_path / "root" / "db"
+    before = sum(f.stat().st_size for f in folder.iterdir())
+    store.compact("db")
+    after = sum(f.stat().st_size for f in folder.iterdir())
+    assert after < before / 5
+    assert sorted(os.listdir(tmp_path / "root")) == ["db"]
+    assert store.count("db") == 100
+    for i in range(1900, 2000):
+        np.testing.assert_array_equal(store.retrieve_vector("db", f"k{i}"), data[i])
+    store.store_vector("db", "new", data[0])
+    assert store.verify("db") == []
+
+
+def test_interrupted_compaction_is_finished_or_undone(store, tmp_path):
+    root = tmp_path / "root"
+    store.create_vector_file("db", 3)
+    store.store_vector("db", "a", [1, 2, 3])
+    store.close_vector_file("db")
+    # Crash after the first rename: only the complete new set remains.
+    shutil.copytree(root / "db", root / ".db.compact")
+    os.rename(root / "db", root / ".db.old")
+    assert store.retrieve_vector("db", "a").tolist() == [1, 2, 3]
+    assert sorted(os.listdir(root)) == ["db"]
+    store.close_vector_file("db")
+    # Crash before the first rename: a half-written new set is dropped.
+    os.makedirs(root / ".db.compact")
+    assert store.count("db") == 1 and sorted(os.listdir(root)) == ["db"]
+
+
+def test_delete_database_vectors(store, tmp_path):
+    store.create_vector_file("db", 3)
+    store.store_vector("db", "a", [1, 2, 3])
+    store.delete_database_vectors("db")
+    assert not (tmp_path / "root" / "db").exists()
+    with pytest.raises(DatabaseNotFoundError):
+        store.count("db")
+    store.delete_database_vectors("db")  # nothing left: nothing to do
+
+
+def test_search(store):
+    store.create_vector_file("db", 3)
+    store.batch_store("db", ["x", "y", "z"],
+                      np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]], np.float32))
+    store.delete_vector("db", "y")
+    hits = store.search("db", np.array([[1, 0.9, 0]], np.float32), 5, "dot")
+    assert [h[0] for h in hits[0]] == ["z", "x"]
+    assert hits[0][0][1] == pytest.approx(1.9)
+    store.create_vector_file("empty", 3)
+    assert store.search("empty", np.ones((2, 3), np.float32), 3, "l2") == [[], []]
+
+
+def test_writes_racing_a_compaction_are_not_lost(store):
+    store.create_vector_file("db", 4)
+    errors = []
+
+    def writer(t):
+        try:
+            for i in range(300):
+                store.store_vector("db", f"t{t}-{i}", np.full(4, i, np.float32))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for _ in range(5):
+        store.compact("db")
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert store.count("db") == 1200
+    assert store.retrieve_vector("db", "t3-299").tolist() == [299] * 4
