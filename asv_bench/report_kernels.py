@@ -13,7 +13,8 @@ Prints, all measured in this one process:
 2. single-query exact top-10 over N x 128 float32 (default 1,000,000): jadevec
    ``topk`` against numpy ``X @ q`` + ``argpartition``, in queries/s and GB/s,
    beside the machine's read bandwidth (a streaming SIMD sum over a 1 GiB
-   array on every core) and jadevec's percentage of it;
+   array on every core, ``kernels._read_sum``) and jadevec's percentage of it;
+   then the same read and scan on one thread;
 3. a 100-query top-10 batch against numpy ``X @ Q.T`` + ``argpartition``.
 
 Timings are the best of ``--repeats`` runs (the least disturbed by other work
@@ -108,6 +109,8 @@ def search(n: int, repeats: int, rng: np.random.Generator) -> None:
             "read": lambda: kernels._read_sum(big),
             "jadevec": lambda: kernels.topk(X, q, k, "dot"),
             "numpy": lambda: numpy_topk(X, q, k),
+            "read1": lambda: kernels._read_sum(big, threads=1),
+            "jadevec1": lambda: kernels.topk(X, q, k, "dot", threads=1),
         },
         repeats,
     )
@@ -128,6 +131,11 @@ def search(n: int, repeats: int, rng: np.random.Generator) -> None:
     print(
         f"jadevec / numpy: {t['numpy'] / t['jadevec']:.2f}x   "
         f"jadevec / read bandwidth: {100 * gb / t['jadevec'] / read_gbs:.0f}%"
+    )
+    read1 = big.nbytes / t["read1"] / 1e9
+    print(
+        f"one thread: read {read1:.1f} GB/s, jadevec topk {gb / t['jadevec1']:.1f} GB/s "
+        f"({100 * gb / t['jadevec1'] / read1:.0f}% of it)"
     )
 
     t = interleaved_best(

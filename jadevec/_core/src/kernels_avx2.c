@@ -10,6 +10,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 
 #define JV_AVX2 __attribute__((target("avx2,fma")))
 #define QW_AVX2 16 /* queries per rows_multi block: two YMM registers */
@@ -131,14 +132,22 @@ JV_AVX2 static float cosine_avx2(const float *a, const float *b, size_t n)
 #define JV_PREFETCH_BYTES 4096
 #endif
 
-static inline void prefetch_rows(const float *r, size_t stride, size_t d)
+/* Addresses past the end are formed as integers: PREFETCH accepts any address,
+ * C pointer arithmetic does not. */
+static inline void prefetch_at(const void *p, size_t offset)
 {
-    for (size_t j = 0; j < 4; j++) {
-        const char *p = (const char *)(r + j * stride);
+    _mm_prefetch((const char *)((uintptr_t)p + offset), _MM_HINT_T0);
+}
+
+/* Prefetch the four rows that start `ahead` rows after r. */
+static inline void prefetch_rows(const float *r, size_t stride, size_t d, size_t ahead)
+{
+    for (size_t j = ahead; j < ahead + 4; j++) {
+        size_t row = j * stride * sizeof(float);
         for (size_t off = 0; off < d * sizeof(float); off += 64)
-            _mm_prefetch(p + off, _MM_HINT_T0);
+            prefetch_at(r, row + off);
         if (d)
-            _mm_prefetch(p + d * sizeof(float) - 1, _MM_HINT_T0); /* unaligned rows */
+            prefetch_at(r, row + d * sizeof(float) - 1); /* unaligned rows */
     }
 }
 
@@ -231,7 +240,7 @@ JV_AVX2 static void rows_avx2(const float *base, size_t nrows, size_t stride, si
     size_t ahead = (JV_PREFETCH_BYTES / (stride * sizeof(float) + 1) + 4) / 4 * 4;
     for (; i + 4 <= nrows; i += 4) {
         const float *r = base + i * stride;
-        prefetch_rows(r + ahead * stride, stride, d);
+        prefetch_rows(r, stride, d, ahead);
         rows4_avx2(r, r + stride, r + 2 * stride, r + 3 * stride, d, q, qscale, metric,
                    out + i);
     }
@@ -325,12 +334,16 @@ JV_AVX2 static void rows_multi_avx2(const float *base, size_t nrows, size_t stri
     }
 }
 
+/* The bandwidth probe prefetches 4 KiB ahead like the scan does, so it measures
+ * the memory, not the hardware prefetcher. */
 JV_AVX2 static float sum_avx2(const float *a, size_t n)
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        for (size_t o = 0; o < 32; o += 16) /* one per 64-byte line */
+            prefetch_at(a + i + o, 4096);
         s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
         s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
         s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
