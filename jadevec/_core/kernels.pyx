@@ -55,6 +55,8 @@ cdef enum:
     # Bytes of rows per tile: about a quarter of a typical L2.
     TILE_BYTES_ONE = 64 * 1024
     TILE_BYTES_MULTI = 256 * 1024
+    # Largest parallel work item, in bytes of rows.
+    CHUNK_BYTES = 4 << 20
     # Below this many floats of rows, one thread beats waking a team.
     PARALLEL_MIN_FLOATS = 1 << 18
 
@@ -365,12 +367,14 @@ def _read_sum(a, threads=0):
     cdef cnp.ndarray x = _vector(a, "a")
     cdef int t = _team_size(_threads_arg(threads))
     cdef const float* p = <const float*>cnp.PyArray_DATA(x)
-    cdef Py_ssize_t n = x.shape[0], chunk = 1 << 16
+    # 4 MiB work items handed out dynamically, as the search does, so a core
+    # borrowed by another process slows the probe no more than the search.
+    cdef Py_ssize_t n = x.shape[0], chunk = 1 << 20
     cdef Py_ssize_t nchunks = (n + chunk - 1) // chunk, c, lo
     cdef const jv_kernel_table* K = _K
     cdef double total = 0.0
     with nogil:
-        for c in prange(nchunks, num_threads=t, schedule="static"):
+        for c in prange(nchunks, num_threads=t, schedule="dynamic"):
             lo = c * chunk
             total += K.sum(p + lo, min(chunk, n - lo))
     return total
@@ -441,9 +445,10 @@ cdef int _prepare(Job* job, const jv_kernel_table* K, const float* base, Py_ssiz
     t = _team_size(threads)
     if n * max(d, 1) * max(m, 1) < PARALLEL_MIN_FLOATS:
         t = 1
-    # About eight work items per thread so a thread slowed by another process
-    # does not hold back the whole search.
-    job.chunk = max(1, (n + 8 * t - 1) // (8 * t))
+    # Work items of at most CHUNK_BYTES of rows, and at least eight per thread,
+    # handed out dynamically: a thread slowed by another process then holds
+    # back the search by one small item at most.
+    job.chunk = max(1, min((n + 8 * t - 1) // (8 * t), CHUNK_BYTES // max(stride_bytes, 4)))
     job.chunk = (job.chunk + job.tile - 1) // job.tile * job.tile
     job.nchunks = (n + job.chunk - 1) // job.chunk
     job.threads = <int>max(1, min(t, job.nchunks))
