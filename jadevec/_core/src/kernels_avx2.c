@@ -151,6 +151,14 @@ static inline void prefetch_rows(const float *r, size_t stride, size_t d, size_t
     }
 }
 
+/* Horizontal sums of four vectors at once, [sum a0, sum a1, sum a2, sum a3]:
+ * about half the shuffles of four separate reductions. */
+JV_AVX2 static inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
+{
+    __m256 d = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(d), _mm256_extractf128_ps(d, 1));
+}
+
 /*
  * Four rows against one query, interleaved so the query chunk is loaded once
  * and four independent FMA chains run.  Each row has exactly one accumulator
@@ -219,15 +227,12 @@ JV_AVX2 static void rows4_avx2(const float *r0, const float *r1, const float *r2
     }
 #undef JV_LOAD_FULL
 #undef JV_LOAD_TAIL
-    out[0] = hsum(a0);
-    out[1] = hsum(a1);
-    out[2] = hsum(a2);
-    out[3] = hsum(a3);
+    _mm_storeu_ps(out, reduce4(a0, a1, a2, a3));
     if (metric == JV_COSINE) {
-        out[0] *= qscale * inv_norm(hsum(n0));
-        out[1] *= qscale * inv_norm(hsum(n1));
-        out[2] *= qscale * inv_norm(hsum(n2));
-        out[3] *= qscale * inv_norm(hsum(n3));
+        float nn[4];
+        _mm_storeu_ps(nn, reduce4(n0, n1, n2, n3));
+        for (int j = 0; j < 4; j++)
+            out[j] *= qscale * inv_norm(nn[j]);
     }
 }
 

@@ -138,6 +138,21 @@ static inline void prefetch_rows(const float *r, size_t stride, size_t d, size_t
     }
 }
 
+/* Horizontal sums of four vectors at once, [sum a0, sum a1, sum a2, sum a3]:
+ * about half the shuffles of four separate reductions. */
+JV_AVX512 static inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
+{
+#define JV_HALVES(v)                                                                       \
+    _mm256_add_ps(_mm512_castps512_ps256(v),                                               \
+                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+    __m256 b0 = JV_HALVES(a0), b1 = JV_HALVES(a1), b2 = JV_HALVES(a2), b3 = JV_HALVES(a3);
+#undef JV_HALVES
+    /* [b0 lo+hi pairs | b1 ...] then fold the two 128-bit lanes */
+    __m256 c01 = _mm256_hadd_ps(b0, b1), c23 = _mm256_hadd_ps(b2, b3);
+    __m256 d = _mm256_hadd_ps(c01, c23);
+    return _mm_add_ps(_mm256_castps256_ps128(d), _mm256_extractf128_ps(d, 1));
+}
+
 /*
  * Four rows against one query, interleaved so the query chunk is loaded once
  * and four independent FMA chains run.  Each row has exactly one accumulator
@@ -181,15 +196,12 @@ JV_AVX512 static void rows4_avx512(const float *r0, const float *r1, const float
             }
         }
     }
-    out[0] = _mm512_reduce_add_ps(a0);
-    out[1] = _mm512_reduce_add_ps(a1);
-    out[2] = _mm512_reduce_add_ps(a2);
-    out[3] = _mm512_reduce_add_ps(a3);
+    _mm_storeu_ps(out, reduce4(a0, a1, a2, a3));
     if (metric == JV_COSINE) {
-        out[0] *= qscale * inv_norm(_mm512_reduce_add_ps(n0));
-        out[1] *= qscale * inv_norm(_mm512_reduce_add_ps(n1));
-        out[2] *= qscale * inv_norm(_mm512_reduce_add_ps(n2));
-        out[3] *= qscale * inv_norm(_mm512_reduce_add_ps(n3));
+        float nn[4];
+        _mm_storeu_ps(nn, reduce4(n0, n1, n2, n3));
+        for (int j = 0; j < 4; j++)
+            out[j] *= qscale * inv_norm(nn[j]);
     }
 }
 
