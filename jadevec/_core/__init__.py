@@ -1,1 +1,5 @@
-"""Compiled mechanisms of jadevec: aligned buffers, mapped files, the vector file, the id index and SIMD kernels. Private."""
+"""Compiled mechanisms of jadevec. Private.
+
+Aligned buffers, mapped files, the vector file format, the id index and the
+SIMD kernels: mechanism without policy (no databases, catalogs or intervals).
+"""

@@ -228,7 +228,10 @@ class Backend(ABC):
 
     @abstractmethod
     def delete_database(self, name: str) -> None:
-        """Delete a database and all its files; live handles then raise ``DatabaseNotFoundError``."""
+        """Delete a database and all its files.
+
+        Live handles to it then raise ``DatabaseNotFoundError``.
+        """
 
     @abstractmethod
     def flush(self) -> None:
@@ -283,7 +286,7 @@ def exact_search(
         return [[] for _ in range(queries.shape[0])]
     rows, scores = kernels.topk(matrix, queries, k, metric, skip=skip)
     results = []
-    for row_ids, row_scores in zip(rows, scores):
+    for row_ids, row_scores in zip(rows, scores, strict=True):
         names = ids_of(row_ids)
-        results.append(list(zip(names, row_scores.tolist())))
+        results.append(list(zip(names, row_scores.tolist(), strict=True)))
     return results
