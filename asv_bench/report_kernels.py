@@ -7,9 +7,9 @@ Usage (from the repository root, after building the extensions)::
 Prints, all measured in this one process:
 
 1. ns per dot / cosine / squared-L2 call at d = 128, 768, 1536 for every SIMD
-   level this CPU has (in-cache data, the kernel called in a nogil C loop so
-   no Python overhead is counted), with the avx2/scalar and avx512/scalar
-   ratios for dot;
+   level this CPU has (in-cache data aligned to 64 bytes as jadevec stores
+   rows; the kernel called in a nogil C loop so no Python overhead is
+   counted), with the avx2/scalar and avx512/scalar ratios for dot;
 2. single-query exact top-10 over N x 128 float32 (default 1,000,000): jadevec
    ``topk`` against numpy ``X @ q`` + ``argpartition``, in queries/s and GB/s,
    beside the machine's read bandwidth (a streaming SIMD sum over a 1 GiB
@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from jadevec._core import kernels
+from jadevec._core.aligned import aligned_empty
 
 
 def best_of(fn, repeats: int) -> float:
@@ -49,17 +50,24 @@ def numpy_topk(X: np.ndarray, Q: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, 1)
 
 
+def aligned_random(rng: np.random.Generator, shape) -> np.ndarray:
+    """Random float32 data on a 64-byte boundary, as jadevec stores its rows."""
+    arr = aligned_empty(shape)
+    arr[...] = rng.standard_normal(shape, dtype=np.float32)
+    return arr
+
+
 def kernel_table(repeats: int, rng: np.random.Generator) -> None:
     levels = kernels.available_levels()
     chosen = kernels.simd_info()["level"]
-    print("== kernels: ns per call, in-cache data (nogil loop of 20000 calls)")
+    print("== kernels: ns per call, in-cache 64-byte aligned data (nogil loop of 20000 calls)")
     print(f"{'metric':8} {'d':>5} " + " ".join(f"{lv:>9}" for lv in levels))
     reps = 20000
     ns: dict[tuple[str, str, int], float] = {}
     for metric in ("dot", "cosine", "l2"):
         for d in (128, 768, 1536):
-            a = rng.standard_normal(d).astype(np.float32)
-            b = rng.standard_normal(d).astype(np.float32)
+            a = aligned_random(rng, d)
+            b = aligned_random(rng, d)
             row = []
             for lv in levels:
                 kernels.set_level(lv)
@@ -95,7 +103,7 @@ def interleaved_best(fns: dict, repeats: int) -> dict:
 
 def search(n: int, repeats: int, rng: np.random.Generator) -> None:
     d, k = 128, 10
-    X = rng.standard_normal((n, d), dtype=np.float32)
+    X = aligned_random(rng, (n, d))
     q = rng.standard_normal((1, d), dtype=np.float32)
     Q = rng.standard_normal((100, d), dtype=np.float32)
     big = np.ones(1 << 28, dtype=np.float32)  # 1 GiB, far past every cache

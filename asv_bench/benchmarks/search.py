@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from jadevec._core import kernels
+from jadevec._core.aligned import aligned_empty
 
 K = 10
 SHAPES = ["1000000x128", "100000x768"]
@@ -37,7 +38,8 @@ class _Data:
     def setup(self, shape, queries):
         n, d = (int(x) for x in shape.split("x"))
         rng = np.random.default_rng(0)
-        self.X = rng.standard_normal((n, d), dtype=np.float32)
+        self.X = aligned_empty((n, d))  # rows on 64-byte boundaries, as jadevec stores them
+        self.X[...] = rng.standard_normal((n, d), dtype=np.float32)
         self.Q = rng.standard_normal((queries, d), dtype=np.float32)
 
 
