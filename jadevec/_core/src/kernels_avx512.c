@@ -159,43 +159,54 @@ JV_AVX512 static inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a
  * and the same operation order whatever its neighbours, so a row's score does
  * not depend on how rows are grouped (threads cannot change a result).
  */
-JV_AVX512 static void rows4_avx512(const float *r0, const float *r1, const float *r2,
-                                   const float *r3, size_t d, const float *q, float qscale,
-                                   int metric, float out[4])
+#define JV_INLINE inline __attribute__((always_inline))
+
+/* One step of 16 components for four rows; m masks the tail (all ones before). */
+#define JV_ROWS4_STEP(m)                                                                   \
+    do {                                                                                   \
+        __m512 qv = _mm512_maskz_loadu_ps(m, q + k);                                       \
+        __m512 x0 = _mm512_maskz_loadu_ps(m, r0 + k);                                      \
+        __m512 x1 = _mm512_maskz_loadu_ps(m, r1 + k);                                      \
+        __m512 x2 = _mm512_maskz_loadu_ps(m, r2 + k);                                      \
+        __m512 x3 = _mm512_maskz_loadu_ps(m, r3 + k);                                      \
+        if (metric == JV_L2) {                                                             \
+            x0 = _mm512_sub_ps(x0, qv);                                                    \
+            x1 = _mm512_sub_ps(x1, qv);                                                    \
+            x2 = _mm512_sub_ps(x2, qv);                                                    \
+            x3 = _mm512_sub_ps(x3, qv);                                                    \
+            a0 = _mm512_fmadd_ps(x0, x0, a0);                                              \
+            a1 = _mm512_fmadd_ps(x1, x1, a1);                                              \
+            a2 = _mm512_fmadd_ps(x2, x2, a2);                                              \
+            a3 = _mm512_fmadd_ps(x3, x3, a3);                                              \
+        } else {                                                                           \
+            a0 = _mm512_fmadd_ps(x0, qv, a0);                                              \
+            a1 = _mm512_fmadd_ps(x1, qv, a1);                                              \
+            a2 = _mm512_fmadd_ps(x2, qv, a2);                                              \
+            a3 = _mm512_fmadd_ps(x3, qv, a3);                                              \
+            if (metric == JV_COSINE) { /* row norms fused into the same pass */            \
+                n0 = _mm512_fmadd_ps(x0, x0, n0);                                          \
+                n1 = _mm512_fmadd_ps(x1, x1, n1);                                          \
+                n2 = _mm512_fmadd_ps(x2, x2, n2);                                          \
+                n3 = _mm512_fmadd_ps(x3, x3, n3);                                          \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+
+/* Inlined with a constant metric, so the metric tests vanish from the loop. */
+JV_AVX512 static JV_INLINE void rows4_avx512(const float *r0, const float *r1,
+                                             const float *r2, const float *r3, size_t d,
+                                             const float *q, float qscale, const int metric,
+                                             float out[4])
 {
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     __m512 n0 = _mm512_setzero_ps(), n1 = _mm512_setzero_ps();
     __m512 n2 = _mm512_setzero_ps(), n3 = _mm512_setzero_ps();
-    for (size_t k = 0; k < d; k += 16) {
-        __mmask16 m = d - k >= 16 ? (__mmask16)0xffff : tail_mask(d - k);
-        __m512 qv = _mm512_maskz_loadu_ps(m, q + k);
-        __m512 x0 = _mm512_maskz_loadu_ps(m, r0 + k);
-        __m512 x1 = _mm512_maskz_loadu_ps(m, r1 + k);
-        __m512 x2 = _mm512_maskz_loadu_ps(m, r2 + k);
-        __m512 x3 = _mm512_maskz_loadu_ps(m, r3 + k);
-        if (metric == JV_L2) {
-            x0 = _mm512_sub_ps(x0, qv);
-            x1 = _mm512_sub_ps(x1, qv);
-            x2 = _mm512_sub_ps(x2, qv);
-            x3 = _mm512_sub_ps(x3, qv);
-            a0 = _mm512_fmadd_ps(x0, x0, a0);
-            a1 = _mm512_fmadd_ps(x1, x1, a1);
-            a2 = _mm512_fmadd_ps(x2, x2, a2);
-            a3 = _mm512_fmadd_ps(x3, x3, a3);
-        } else {
-            a0 = _mm512_fmadd_ps(x0, qv, a0);
-            a1 = _mm512_fmadd_ps(x1, qv, a1);
-            a2 = _mm512_fmadd_ps(x2, qv, a2);
-            a3 = _mm512_fmadd_ps(x3, qv, a3);
-            if (metric == JV_COSINE) { /* row norms fused into the same pass */
-                n0 = _mm512_fmadd_ps(x0, x0, n0);
-                n1 = _mm512_fmadd_ps(x1, x1, n1);
-                n2 = _mm512_fmadd_ps(x2, x2, n2);
-                n3 = _mm512_fmadd_ps(x3, x3, n3);
-            }
-        }
-    }
+    size_t k = 0;
+    for (; k + 16 <= d; k += 16)
+        JV_ROWS4_STEP((__mmask16)0xffff);
+    if (k < d)
+        JV_ROWS4_STEP(tail_mask(d - k));
     _mm_storeu_ps(out, reduce4(a0, a1, a2, a3));
     if (metric == JV_COSINE) {
         float nn[4];
@@ -204,9 +215,11 @@ JV_AVX512 static void rows4_avx512(const float *r0, const float *r1, const float
             out[j] *= qscale * inv_norm(nn[j]);
     }
 }
+#undef JV_ROWS4_STEP
 
-JV_AVX512 static void rows_avx512(const float *base, size_t nrows, size_t stride, size_t d,
-                                  const float *q, float qscale, int metric, float *out)
+JV_AVX512 static JV_INLINE void rows_metric_avx512(const float *base, size_t nrows,
+                                                   size_t stride, size_t d, const float *q,
+                                                   float qscale, const int metric, float *out)
 {
     float tmp[4];
     size_t i = 0;
@@ -226,6 +239,17 @@ JV_AVX512 static void rows_avx512(const float *base, size_t nrows, size_t stride
         for (size_t j = 0; i + j < nrows; j++)
             out[i + j] = tmp[j];
     }
+}
+
+JV_AVX512 static void rows_avx512(const float *base, size_t nrows, size_t stride, size_t d,
+                                  const float *q, float qscale, int metric, float *out)
+{
+    if (metric == JV_L2)
+        rows_metric_avx512(base, nrows, stride, d, q, qscale, JV_L2, out);
+    else if (metric == JV_COSINE)
+        rows_metric_avx512(base, nrows, stride, d, q, qscale, JV_COSINE, out);
+    else
+        rows_metric_avx512(base, nrows, stride, d, q, qscale, JV_DOT, out);
 }
 
 JV_AVX512 static void rows_invnorm_avx512(const float *base, size_t nrows, size_t stride,
