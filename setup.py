@@ -80,6 +80,9 @@ def extensions():
                 depends=glob(f"{SRC}/*.h") + glob("jadevec/_core/*.pxd"),
             )
         )
+    if not exts:
+        # A wheel without its compiled core would install and then fail at import.
+        sys.exit("setup.py: no jadevec/_core/*.pyx sources found; is this a complete sdist?")
     return exts
 
 
