@@ -17,6 +17,10 @@ Prints, all measured in this one process:
    then the same read and scan on one thread;
 3. a 100-query top-10 batch against numpy ``X @ Q.T`` + ``argpartition``.
 
+Where faiss-cpu or usearch is installed (``pip install .[bench]``), FAISS
+``IndexFlatIP`` and usearch's exact search run beside them on the same data
+with the same thread count.
+
 Timings are the best of ``--repeats`` runs (the least disturbed by other work
 on the machine).
 """
@@ -101,6 +105,30 @@ def interleaved_best(fns: dict, repeats: int) -> dict:
     return best
 
 
+def peers(X: np.ndarray, k: int, threads: int) -> dict:
+    """Search functions of FAISS (IndexFlatIP) and usearch (exact), where installed."""
+    found = {}
+    try:
+        import faiss
+    except ImportError:
+        pass
+    else:
+        faiss.omp_set_num_threads(threads)
+        index = faiss.IndexFlatIP(X.shape[1])
+        index.add(X)
+        found["faiss IndexFlatIP"] = lambda Q: index.search(Q, k)
+    try:
+        from usearch.index import MetricKind
+        from usearch.index import search as usearch_search
+    except ImportError:
+        pass
+    else:
+        found["usearch exact"] = lambda Q: usearch_search(
+            X, Q, k, MetricKind.IP, exact=True, threads=threads
+        )
+    return found
+
+
 def search(n: int, repeats: int, rng: np.random.Generator) -> None:
     d, k = 128, 10
     X = aligned_random(rng, (n, d))
@@ -110,6 +138,7 @@ def search(n: int, repeats: int, rng: np.random.Generator) -> None:
     gb = X.nbytes / 1e9
     threads = kernels.simd_info()["threads"]
 
+    others = peers(X, k, threads)
     ours = kernels.topk(X, q, k, "dot")[0]
     assert np.array_equal(np.sort(ours[0]), np.sort(numpy_topk(X, q, k)[0]))
     t = interleaved_best(
@@ -119,7 +148,8 @@ def search(n: int, repeats: int, rng: np.random.Generator) -> None:
             "numpy": lambda: numpy_topk(X, q, k),
             "read1": lambda: kernels._read_sum(big, threads=1),
             "jadevec1": lambda: kernels.topk(X, q, k, "dot", threads=1),
-        },
+        }
+        | {name: (lambda fn=fn: fn(q)) for name, fn in others.items()},
         repeats,
     )
     read_gbs = big.nbytes / t["read"] / 1e9
@@ -130,8 +160,9 @@ def search(n: int, repeats: int, rng: np.random.Generator) -> None:
         f"\n== single-query top-{k}, {n} x {d} float32 ({gb:.3f} GB), "
         f"level {kernels.simd_info()['level']}, {threads} threads"
     )
-    for name in ("jadevec", "numpy"):
-        label = "jadevec topk" if name == "jadevec" else "numpy X@q+argpartition"
+    labels = {"jadevec": "jadevec topk", "numpy": "numpy X@q+argpartition"}
+    for name in ["jadevec", "numpy", *others]:
+        label = labels.get(name, name)
         print(
             f"{label:24}: {1 / t[name]:8.1f} queries/s  {gb / t[name]:6.1f} GB/s  "
             f"{t[name] * 1e3:7.2f} ms"
@@ -150,7 +181,8 @@ def search(n: int, repeats: int, rng: np.random.Generator) -> None:
         {
             "jadevec": lambda: kernels.topk(X, Q, k, "dot"),
             "numpy": lambda: numpy_topk(X, Q, k),
-        },
+        }
+        | {name: (lambda fn=fn: fn(Q)) for name, fn in others.items()},
         max(2, repeats // 2),
     )
     print(f"\n== 100-query top-{k} batch, {n} x {d}")
@@ -159,6 +191,8 @@ def search(n: int, repeats: int, rng: np.random.Generator) -> None:
         f"{'numpy X@Q.T+argpartition':24}: {100 / t['numpy']:8.1f} queries/s  "
         f"{t['numpy'] * 1e3:8.1f} ms"
     )
+    for name in others:
+        print(f"{name:24}: {100 / t[name]:8.1f} queries/s  {t[name] * 1e3:8.1f} ms")
     print(f"jadevec / numpy: {t['numpy'] / t['jadevec']:.2f}x")
 
 
