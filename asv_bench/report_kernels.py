@@ -2,7 +2,7 @@
 
 Usage (from the repository root, after building the extensions)::
 
-    python asv_bench/report_kernels.py [--repeats 5] [--n 1000000]
+    python asv_bench/report_kernels.py [--repeats 5] [--n 1000000] [--d 128]
 
 Prints, all measured in this one process:
 
@@ -10,7 +10,7 @@ Prints, all measured in this one process:
    level this CPU has (in-cache data aligned to 64 bytes as jadevec stores
    rows; the kernel called in a nogil C loop so no Python overhead is
    counted), with the avx2/scalar and avx512/scalar ratios for dot;
-2. single-query exact top-10 over N x 128 float32 (default 1,000,000): jadevec
+2. single-query exact top-10 over N x D float32 (default 1,000,000 x 128): jadevec
    ``topk`` against numpy ``X @ q`` + ``argpartition``, in queries/s and GB/s,
    beside the machine's read bandwidth (a streaming SIMD sum over a 1 GiB
    array on every core, ``kernels._read_sum``) and jadevec's percentage of it;
@@ -129,8 +129,8 @@ def peers(X: np.ndarray, k: int, threads: int) -> dict:
     return found
 
 
-def search(n: int, repeats: int, rng: np.random.Generator) -> None:
-    d, k = 128, 10
+def search(n: int, d: int, repeats: int, rng: np.random.Generator) -> None:
+    k = 10
     X = aligned_random(rng, (n, d))
     q = rng.standard_normal((1, d), dtype=np.float32)
     Q = rng.standard_normal((100, d), dtype=np.float32)
@@ -199,13 +199,14 @@ def search(n: int, repeats: int, rng: np.random.Generator) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--n", type=int, default=1_000_000, help="rows searched")
+    parser.add_argument("--d", type=int, default=128, help="dimension of the rows searched")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     info = kernels.simd_info()
     print(f"simd: level={info['level']} available={info['available']} threads={info['threads']}")
     kernel_table(args.repeats, rng)
-    search(args.n, args.repeats, rng)
+    search(args.n, args.d, args.repeats, rng)
 
 
 if __name__ == "__main__":
