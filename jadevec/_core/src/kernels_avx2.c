@@ -165,68 +165,53 @@ JV_AVX2 static inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
  * and the same operation order whatever its neighbours, so a row's score does
  * not depend on how rows are grouped.
  */
-JV_AVX2 static void rows4_avx2(const float *r0, const float *r1, const float *r2,
-                               const float *r3, size_t d, const float *q, float qscale,
-                               int metric, float out[4])
+#define JV_INLINE inline __attribute__((always_inline))
+
+/* One step of 8 components for four rows; LOAD is a plain or a masked load. */
+#define JV_ROWS4_STEP(LOAD)                                                                \
+    do {                                                                                   \
+        __m256 qv = LOAD(q + k);                                                           \
+        __m256 x0 = LOAD(r0 + k), x1 = LOAD(r1 + k), x2 = LOAD(r2 + k), x3 = LOAD(r3 + k); \
+        if (metric == JV_L2) {                                                             \
+            x0 = _mm256_sub_ps(x0, qv);                                                    \
+            x1 = _mm256_sub_ps(x1, qv);                                                    \
+            x2 = _mm256_sub_ps(x2, qv);                                                    \
+            x3 = _mm256_sub_ps(x3, qv);                                                    \
+            a0 = _mm256_fmadd_ps(x0, x0, a0);                                              \
+            a1 = _mm256_fmadd_ps(x1, x1, a1);                                              \
+            a2 = _mm256_fmadd_ps(x2, x2, a2);                                              \
+            a3 = _mm256_fmadd_ps(x3, x3, a3);                                              \
+        } else {                                                                           \
+            a0 = _mm256_fmadd_ps(x0, qv, a0);                                              \
+            a1 = _mm256_fmadd_ps(x1, qv, a1);                                              \
+            a2 = _mm256_fmadd_ps(x2, qv, a2);                                              \
+            a3 = _mm256_fmadd_ps(x3, qv, a3);                                              \
+            if (metric == JV_COSINE) { /* row norms fused into the same pass */            \
+                n0 = _mm256_fmadd_ps(x0, x0, n0);                                          \
+                n1 = _mm256_fmadd_ps(x1, x1, n1);                                          \
+                n2 = _mm256_fmadd_ps(x2, x2, n2);                                          \
+                n3 = _mm256_fmadd_ps(x3, x3, n3);                                          \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+#define JV_TAIL_LOAD(p) _mm256_maskload_ps(p, m)
+
+/* Inlined with a constant metric, so the metric tests vanish from the loop. */
+JV_AVX2 static JV_INLINE void rows4_avx2(const float *r0, const float *r1, const float *r2,
+                                         const float *r3, size_t d, const float *q,
+                                         float qscale, const int metric, float out[4])
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     __m256 n0 = _mm256_setzero_ps(), n1 = _mm256_setzero_ps();
     __m256 n2 = _mm256_setzero_ps(), n3 = _mm256_setzero_ps();
-    __m256 x0, x1, x2, x3, qv;
     size_t k = 0;
-
-#define JV_LOAD_FULL                                                                       \
-    qv = _mm256_loadu_ps(q + k);                                                           \
-    x0 = _mm256_loadu_ps(r0 + k);                                                          \
-    x1 = _mm256_loadu_ps(r1 + k);                                                          \
-    x2 = _mm256_loadu_ps(r2 + k);                                                          \
-    x3 = _mm256_loadu_ps(r3 + k);
-#define JV_LOAD_TAIL                                                                       \
-    __m256i m = tail_mask(d - k);                                                          \
-    qv = _mm256_maskload_ps(q + k, m);                                                     \
-    x0 = _mm256_maskload_ps(r0 + k, m);                                                    \
-    x1 = _mm256_maskload_ps(r1 + k, m);                                                    \
-    x2 = _mm256_maskload_ps(r2 + k, m);                                                    \
-    x3 = _mm256_maskload_ps(r3 + k, m);
-
-    if (metric == JV_L2) {
-        for (; k < d; k += 8) {
-            if (k + 8 <= d) {
-                JV_LOAD_FULL
-            } else {
-                JV_LOAD_TAIL
-            }
-            x0 = _mm256_sub_ps(x0, qv);
-            x1 = _mm256_sub_ps(x1, qv);
-            x2 = _mm256_sub_ps(x2, qv);
-            x3 = _mm256_sub_ps(x3, qv);
-            a0 = _mm256_fmadd_ps(x0, x0, a0);
-            a1 = _mm256_fmadd_ps(x1, x1, a1);
-            a2 = _mm256_fmadd_ps(x2, x2, a2);
-            a3 = _mm256_fmadd_ps(x3, x3, a3);
-        }
-    } else {
-        for (; k < d; k += 8) {
-            if (k + 8 <= d) {
-                JV_LOAD_FULL
-            } else {
-                JV_LOAD_TAIL
-            }
-            a0 = _mm256_fmadd_ps(x0, qv, a0);
-            a1 = _mm256_fmadd_ps(x1, qv, a1);
-            a2 = _mm256_fmadd_ps(x2, qv, a2);
-            a3 = _mm256_fmadd_ps(x3, qv, a3);
-            if (metric == JV_COSINE) { /* row norms fused into the same pass */
-                n0 = _mm256_fmadd_ps(x0, x0, n0);
-                n1 = _mm256_fmadd_ps(x1, x1, n1);
-                n2 = _mm256_fmadd_ps(x2, x2, n2);
-                n3 = _mm256_fmadd_ps(x3, x3, n3);
-            }
-        }
+    for (; k + 8 <= d; k += 8)
+        JV_ROWS4_STEP(_mm256_loadu_ps);
+    if (k < d) {
+        __m256i m = tail_mask(d - k);
+        JV_ROWS4_STEP(JV_TAIL_LOAD);
     }
-#undef JV_LOAD_FULL
-#undef JV_LOAD_TAIL
     _mm_storeu_ps(out, reduce4(a0, a1, a2, a3));
     if (metric == JV_COSINE) {
         float nn[4];
@@ -235,9 +220,12 @@ JV_AVX2 static void rows4_avx2(const float *r0, const float *r1, const float *r2
             out[j] *= qscale * inv_norm(nn[j]);
     }
 }
+#undef JV_ROWS4_STEP
+#undef JV_TAIL_LOAD
 
-JV_AVX2 static void rows_avx2(const float *base, size_t nrows, size_t stride, size_t d,
-                              const float *q, float qscale, int metric, float *out)
+JV_AVX2 static JV_INLINE void rows_metric_avx2(const float *base, size_t nrows, size_t stride,
+                                               size_t d, const float *q, float qscale,
+                                               const int metric, float *out)
 {
     float tmp[4];
     size_t i = 0;
@@ -257,6 +245,17 @@ JV_AVX2 static void rows_avx2(const float *base, size_t nrows, size_t stride, si
         for (size_t j = 0; i + j < nrows; j++)
             out[i + j] = tmp[j];
     }
+}
+
+JV_AVX2 static void rows_avx2(const float *base, size_t nrows, size_t stride, size_t d,
+                              const float *q, float qscale, int metric, float *out)
+{
+    if (metric == JV_L2)
+        rows_metric_avx2(base, nrows, stride, d, q, qscale, JV_L2, out);
+    else if (metric == JV_COSINE)
+        rows_metric_avx2(base, nrows, stride, d, q, qscale, JV_COSINE, out);
+    else
+        rows_metric_avx2(base, nrows, stride, d, q, qscale, JV_DOT, out);
 }
 
 JV_AVX2 static void rows_invnorm_avx2(const float *base, size_t nrows, size_t stride,
