@@ -47,6 +47,7 @@ DEFAULT_BACKEND = "hybrid"
 # k is clamped to this before it reaches a backend: no database holds more
 # vectors, and a huge k must not size an output array.
 _MAX_K = 1 << 40
+_MAX_ID_BYTES = v.MAX_ID_BYTES
 
 
 def open(
@@ -465,8 +466,14 @@ class Database:
 
     def retrieve(self, id: str) -> np.ndarray | None:
         """Return a float32 copy of the vector, or ``None`` if ``id`` is not stored."""
-        self._check_open()
-        return self._db.retrieve(v.check_id(id))
+        # The hot read, so the checks are written out: the closed flag, then
+        # v.check_id's own fast test (a plain ASCII str of 1 to 1,024
+        # characters is valid as it is); anything else goes through check_id.
+        if self._store._closed:
+            self._check_open()
+        if type(id) is not str or not id or len(id) > _MAX_ID_BYTES or not id.isascii():
+            id = v.check_id(id)
+        return self._db.retrieve(id)
 
     def batch_retrieve(self, ids: Any) -> list[np.ndarray | None]:
         """Return one float32 copy (or ``None``) per id, in order; ids may repeat."""

@@ -20,7 +20,11 @@ SQLite). This module holds the policy they share:
 Thread rules: the catalog is guarded by one lock; each database serialises
 its writers with its own lock, so a metadata record and its vector are never
 interleaved with another writer's; reads take no lock of ours (the vector
-store's own locks let them run in parallel).
+store's own locks let them run in parallel). Every operation pins its file
+set in the open-files table (``acquire``/``release``) except single
+``retrieve``, the hot read: it reads through the ``VectorFile`` its handle
+cached and falls back to the pinned path when that file was closed under it
+(the invariants that make this safe are in :mod:`._open_files`).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from jadevec.backends._checkpoint import Checkpointer
-from jadevec.backends._open_files import OpenFiles
+from jadevec.backends._open_files import UNOPENED, Entry, OpenFiles
 from jadevec.backends._pairing import DROP, Record, fingerprints, resolve
 from jadevec.backends._store_lock import WriterLock
 from jadevec.backends._vector_store import MemoryMappedVectorStore
@@ -146,6 +150,8 @@ class PersistentDatabase(DatabaseBackend):
         self._catalog = backend._catalog
         # Serialises the writers of this database (record, then vector).
         self._write_lock = threading.Lock()
+        # The open-files entry the pin-free read path uses (see retrieve).
+        self._entry: Entry = UNOPENED
 
     def _check_writable(self) -> None:
         if self._backend._read_only:
@@ -260,11 +266,30 @@ class PersistentDatabase(DatabaseBackend):
     # -- reads -------------------------------------------------------------------
 
     def retrieve(self, vector_id: str) -> np.ndarray | None:
-        self._files.acquire(self._key)
+        # The pin-free read path (its invariants: jadevec.backends._open_files):
+        # no lock of ours, just a recency mark and the cached VectorFile. A
+        # file closed under us (evicted, compacted, deleted, store closed)
+        # raises StoreClosedError before it reads anything: take the pinned path.
+        entry = self._entry
+        entry.hot = True
         try:
-            return self._vectors.retrieve_vector(self._key, vector_id)
+            return entry.vf.get(vector_id)
+        except StoreClosedError:
+            return self._retrieve_pinned(vector_id)
+
+    def _retrieve_pinned(self, vector_id: str) -> np.ndarray | None:
+        """Retrieve with the file set pinned (opening it), and refresh the fast path's cache."""
+        key = self._key
+        entry = self._files.acquire(key)  # DatabaseNotFoundError / StoreClosedError
+        try:
+            vector = self._vectors.retrieve_vector(key, vector_id)
+            # Pinned, so not evicted meanwhile; a compaction may still close
+            # it again, which the next read notices and repairs the same way.
+            entry.vf = self._vectors.open_vector_file(key)
+            self._entry = entry
+            return vector
         finally:
-            self._files.release(self._key)
+            self._files.release(key)
 
     def retrieve_many(self, ids: Sequence[str]) -> list[np.ndarray | None]:
         self._files.acquire(self._key)

@@ -107,15 +107,21 @@ class MemoryMappedVectorStore:
             self._files[database_id] = VectorFile.create(folder, dimension, initial_capacity)
             _fsync_dir(self.root)
 
-    def open_vector_file(self, database_id: str) -> None:
-        """Open the file set (recovering it if needed); nothing if already open.
+    def open_vector_file(self, database_id: str) -> VectorFile:
+        """Open the file set (recovering it if needed) and return it; nothing new if open.
+
+        The returned ``VectorFile`` is the one every operation on this
+        database uses until ``close_vector_file``, ``compact``,
+        ``delete_database_vectors`` or ``close`` closes it; after that its
+        operations raise ``StoreClosedError`` (never touch unmapped memory),
+        and a caller that caches it must come back here.
 
         Raises
         ------
         DatabaseNotFoundError
             No file set for this database.
         """
-        self._file(database_id)
+        return self._files.get(database_id) or self._file(database_id)
 
     def _file(self, database_id: str) -> VectorFile:
         vf = self._files.get(database_id)
