@@ -34,7 +34,14 @@ EXTRA_SOURCES = {
     ],
     "mapped_file": [f"{SRC}/jv_platform_posix.c"],
     "id_index": [f"{SRC}/jv_crc32c.c", f"{SRC}/jv_index.c"],
-    "vector_file": [f"{SRC}/jv_platform_posix.c", f"{SRC}/jv_crc32c.c", f"{SRC}/jv_index.c"],
+    "vector_file": [
+        f"{SRC}/jv_platform_posix.c",
+        f"{SRC}/jv_crc32c.c",
+        f"{SRC}/jv_index.c",
+        f"{SRC}/jv_records.c",
+    ],
+    "recovery": [f"{SRC}/jv_crc32c.c", f"{SRC}/jv_index.c", f"{SRC}/jv_records.c"],
+    "compaction": [f"{SRC}/jv_crc32c.c", f"{SRC}/jv_records.c"],
 }
 # Modules whose loops use prange (OpenMP) to spread work over every core.
 OPENMP_MODULES = {"kernels"}

@@ -48,22 +48,29 @@ MAX_ID_BYTES = JV_MAX_ID_BYTES
 
 
 cdef int utf8_id(object vector_id, const char **data, uint32_t *length,
-                 str argument) except -1:
+                 str argument, Py_ssize_t index=-1) except -1:
+    # The argument's name is formatted only on error: batches pass "ids", i.
     cdef Py_ssize_t n
     if type(vector_id) is not str and not isinstance(vector_id, str):
         raise InvalidInputError(
-            f"{argument} must be a str, got {type(vector_id).__name__}: {vector_id!r:.80}")
+            f"{arg_name(argument, index)} must be a str, got "
+            f"{type(vector_id).__name__}: {vector_id!r:.80}")
     try:
         data[0] = PyUnicode_AsUTF8AndSize(vector_id, &n)
     except UnicodeEncodeError:
         raise InvalidInputError(
-            f"{argument} must be encodable as UTF-8 (no lone surrogates), "
+            f"{arg_name(argument, index)} must be encodable as UTF-8 (no lone surrogates), "
             f"got {vector_id!r:.80}") from None
     if n < 1 or n > JV_MAX_ID_BYTES:
         raise InvalidInputError(
-            f"{argument} must be 1 to {JV_MAX_ID_BYTES} UTF-8 bytes, got {n} bytes")
+            f"{arg_name(argument, index)} must be 1 to {JV_MAX_ID_BYTES} UTF-8 bytes, "
+            f"got {n} bytes")
     length[0] = <uint32_t>n
     return 0
+
+
+cdef str arg_name(str argument, Py_ssize_t index):
+    return argument if index < 0 else f"{argument}[{index}]"
 
 
 def hash_id(vector_id):

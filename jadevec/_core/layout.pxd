@@ -127,3 +127,31 @@ cdef extern from "jv_layout.h" nogil:
     ctypedef struct jv_id_record:
         uint32_t length
         uint32_t crc
+
+
+cdef extern from "jv_records.h" nogil:
+    const uint64_t JV_MAX_SLOTS
+
+    ctypedef struct jv_key_view:
+        char *slots
+        char *ids
+        uint64_t ids_size
+        uint32_t high_water
+
+    uint32_t jv_slot_crc(const jv_slot *rec)
+    void jv_slot_seal(jv_slot *rec)
+    bint jv_slot_is_blank(const jv_slot *rec)
+    void jv_slot_supersede(jv_slot *rec)
+    void jv_commit_fill(jv_commit *c, uint32_t dimension, uint32_t state,
+                        uint64_t vector_count, uint64_t generation, uint32_t capacity,
+                        uint32_t high_water, uint32_t row_stride)
+    void jv_slots_header_fill(jv_slots_header *h, uint64_t generation,
+                              uint64_t next_sequence, uint32_t dimension)
+    void jv_index_header_fill(jv_index_header *h, uint64_t generation, uint64_t table_size,
+                              uint64_t live, uint64_t tombstones)
+    void jv_ids_header_fill(jv_ids_header *h, uint64_t generation, uint64_t end)
+    bint jv_header_crc_ok(const void *header)
+    uint64_t jv_id_record_size(uint32_t n)
+    int jv_key_of_slot(void *view, uint32_t slot, const char **key,
+                       uint32_t *len) noexcept
+    uint64_t jv_id_append(char *ids, uint64_t end, const char *key, uint32_t n)

@@ -33,38 +33,37 @@ from jadevec._core.id_index cimport utf8_id
 from jadevec._core.layout cimport (
     JV_ABSENT,
     JV_COMMIT_B_OFFSET,
-    JV_ENTRY_EMPTY,
     JV_ENTRY_LIVE,
-    JV_ENTRY_TOMBSTONE,
     JV_ERR_ENTRY,
     JV_ERR_KEY,
     JV_FILE_HEADER,
     JV_FORMAT_VERSION,
     JV_FOUND,
     JV_HEADER_PAGE,
-    JV_MAGIC_IDS,
-    JV_MAGIC_INDEX,
-    JV_MAGIC_SLOTS,
-    JV_MAGIC_VECTORS,
     JV_MAX_DIMENSION,
-    JV_MAX_ID_BYTES,
+    JV_MAX_SLOTS,
     JV_SLOT_DELETED,
-    JV_SLOT_FREE,
     JV_SLOT_LIVE,
-    JV_SLOT_SUPERSEDED,
     JV_STATE_CLEAN,
     JV_STATE_DIRTY,
-    jv_commit,
     jv_crc32c,
     jv_crc32c_force_software,
     jv_entry,
-    jv_entry_crc,
+    jv_commit,
+    jv_commit_fill,
     jv_hash,
-    jv_id_record,
+    jv_id_append,
+    jv_id_record_size,
     jv_ids_header,
+    jv_ids_header_fill,
     jv_index_header,
-    jv_slot,
+    jv_index_header_fill,
+    jv_key_of_slot,
+    jv_slot_seal,
+    jv_slot_supersede,
     jv_slots_header,
+    jv_slots_header_fill,
+    jv_slot,
     jv_table_find,
     jv_table_insert_new,
     jv_table_needs_grow,
@@ -84,7 +83,6 @@ from jadevec._core.mapped_file cimport (
 )
 
 import os
-import time
 
 import numpy as np
 
@@ -95,7 +93,6 @@ from jadevec.errors import (
     StorageFullError,
     StoreClosedError,
     StoreFailedError,
-    UnsupportedVersionError,
     VectorNotFoundError,
 )
 
@@ -105,28 +102,6 @@ __all__ = ["VectorFile", "crc32c", "FILE_NAMES", "FORMAT_VERSION"]
 
 FILE_NAMES = ("vectors.jvdb", "slots.jvsl", "index.jvix", "ids.jvid")
 FORMAT_VERSION = JV_FORMAT_VERSION
-
-cdef enum:
-    FILE_VEC = 0
-    FILE_SLOTS = 1
-    FILE_INDEX = 2
-    FILE_IDS = 3
-
-cdef enum:
-    ST_OK = 0
-    ST_OS = 1
-    ST_CORRUPT = 2
-    ST_CLOSED = 3
-    ST_READONLY = 4
-    ST_FAILED = 5
-    ST_FULL = 6
-
-cdef enum:
-    SLOT_RECORD = 32
-    MIN_CAPACITY = 64
-
-# Slots are u32 and 0xFFFFFFFF is never one.
-cdef uint64_t MAX_SLOTS = 0xFFFFFFFE
 
 # Address space reserved for a mapping: 64 GiB (vectors) or 4 GiB (the
 # others), or four times the file; PROT_NONE, so it costs no memory.
@@ -147,20 +122,6 @@ def _crc32c_force_software(bint force):
     return bool(jv_crc32c_force_software(force))
 
 
-cdef inline int fail(Status *st, int code, int file, const char *what,
-                     uint64_t where) noexcept nogil:
-    st.code = code
-    st.file = file
-    st.what = what
-    st.where = where
-    return -1
-
-
-cdef inline int fail_os(Status *st, int err, int file, const char *what) noexcept nogil:
-    st.err = err
-    return fail(st, ST_OS, file, what, 0)
-
-
 cdef int raise_status(VectorFile vf, const Status *st) except -1:
     """Turn a failed Status into the typed exception, naming file and field."""
     path = os.path.join(vf.path, FILE_NAMES[st.file])
@@ -179,10 +140,6 @@ cdef int raise_status(VectorFile vf, const Status *st) except -1:
     if st.code == ST_FULL:
         raise StorageFullError(f"{path}: {what}")
     raise RuntimeError(f"{path}: unknown status {st.code}")
-
-
-cdef inline uint64_t round8(uint64_t n) noexcept nogil:
-    return (n + 7) & ~(<uint64_t>7)
 
 
 cdef int list_reserve(SlotList *l, uint64_t extra) noexcept nogil:
@@ -215,34 +172,6 @@ cdef void list_free(SlotList *l) noexcept nogil:
     l.size = 0
 
 
-cdef int file_key(void *ctx, uint32_t slot, const char **key, uint32_t *length) noexcept nogil:
-    """Key function of the mapped index: the id bytes of a slot, bounds-checked."""
-    cdef KeyView *kv = <KeyView *>ctx
-    cdef const jv_slot *rec
-    cdef const jv_id_record *idr
-    cdef uint64_t off
-    cdef uint32_t n
-    if slot >= kv.high_water:
-        return -1
-    rec = <const jv_slot *>(kv.slots + JV_FILE_HEADER + <uint64_t>slot * SLOT_RECORD)
-    off = rec.id_offset
-    n = rec.id_length
-    if n == 0 or n > JV_MAX_ID_BYTES or off < JV_FILE_HEADER or off % 8 != 0:
-        return -1
-    if off > kv.ids_size or kv.ids_size - off < 8 + <uint64_t>n:
-        return -1
-    idr = <const jv_id_record *>(kv.ids + off)
-    if idr.length != n:
-        return -1
-    key[0] = kv.ids + off + 8
-    length[0] = n
-    return 0
-
-
-cdef inline uint64_t row_stride_for(uint32_t dimension) noexcept nogil:
-    return (<uint64_t>dimension * 4 + 63) & ~(<uint64_t>63)
-
-
 cdef object as_rows(object values, uint32_t dim, int ndim, str argument):
     """Return values as a C-contiguous float32 array of ``ndim`` dims, width dim."""
     if not (isinstance(values, np.ndarray) and values.dtype == np.float32
@@ -260,6 +189,44 @@ cdef object as_rows(object values, uint32_t dim, int ndim, str argument):
     return values
 
 
+# The UTF-8 bytes and masked hashes of a batch of ids, borrowed from the str
+# objects (the caller keeps the list alive); freed by ids_free.
+ctypedef struct IdBatch:
+    Py_ssize_t n
+    const char **keys
+    uint32_t *lengths
+    uint64_t *hashes
+    uint64_t record_bytes    # ids.jvid bytes if every id were new
+
+
+cdef object id_list(object ids):
+    return ids if isinstance(ids, (list, tuple)) else list(ids)
+
+
+cdef int ids_encode(object ids, uint64_t mask, IdBatch *b) except -1:
+    """Check every id of the list ``ids`` (errors name ``ids[i]``) and hash it."""
+    cdef Py_ssize_t i, m = len(ids)
+    memset(b, 0, sizeof(IdBatch))
+    b.keys = <const char **>malloc(max(m, 1) * sizeof(char *))
+    b.lengths = <uint32_t *>malloc(max(m, 1) * sizeof(uint32_t))
+    b.hashes = <uint64_t *>malloc(max(m, 1) * sizeof(uint64_t))
+    if b.keys == NULL or b.lengths == NULL or b.hashes == NULL:
+        raise MemoryError()
+    for i in range(m):
+        utf8_id(ids[i], &b.keys[i], &b.lengths[i], "ids", i)
+        b.hashes[i] = jv_hash(b.keys[i], b.lengths[i]) & mask
+        b.record_bytes += jv_id_record_size(b.lengths[i])
+        b.n = i + 1
+    return 0
+
+
+cdef void ids_free(IdBatch *b) noexcept nogil:
+    free(b.keys)
+    free(b.lengths)
+    free(b.hashes)
+    memset(b, 0, sizeof(IdBatch))
+
+
 @cython.final
 cdef class VectorFile:
     """One database's vector file set (see docs/vector_file_format.md).
@@ -267,6 +234,25 @@ cdef class VectorFile:
     Make one with :meth:`create` or :meth:`open`. Every method is safe to
     call from several threads: readers run in parallel without the GIL,
     writers are serialised.
+
+    Attributes
+    ----------
+    path : str
+        The folder of the four files.
+    dimension : int
+        Values per vector.
+    row_stride : int
+        Bytes from one row to the next (``dimension * 4`` rounded up to 64).
+    capacity : int
+        Slots the files are sized for.
+    high_water : int
+        Slots used so far (rows ``0 .. high_water-1`` may hold data).
+    generation : int
+        Generation of the last commit record written or read.
+    closed, read_only : bool
+        Whether the file set was closed / opened read-only.
+    failed : bool
+        Whether a sync failed; writes are refused until the file is reopened.
     """
 
     def __cinit__(self):
@@ -312,18 +298,18 @@ cdef class VectorFile:
         if not isinstance(dimension, int) or not 1 <= dimension <= JV_MAX_DIMENSION:
             raise InvalidInputError(
                 f"dimension must be an int from 1 to {JV_MAX_DIMENSION}, got {dimension!r}")
-        if not isinstance(capacity, int) or not 0 <= capacity <= MAX_SLOTS:
+        if not isinstance(capacity, int) or not 0 <= capacity <= JV_MAX_SLOTS:
             raise InvalidInputError(
-                f"capacity must be an int from 0 to {MAX_SLOTS}, got {capacity!r}")
+                f"capacity must be an int from 0 to {JV_MAX_SLOTS}, got {capacity!r}")
         cdef VectorFile self = VectorFile.__new__(VectorFile)
         self.path = os.fsdecode(os.fspath(path))
         self.hash_mask = hash_mask
         os.makedirs(self.path, exist_ok=True)
-        self.dim = dimension
-        self.stride = row_stride_for(self.dim)
-        self.cap = max(capacity, MIN_CAPACITY)
-        cdef uint64_t table_size = jv_table_size_for(self.cap)
-        cdef uint64_t vec_size = JV_HEADER_PAGE + <uint64_t>self.cap * self.stride
+        self.dimension = dimension
+        self.row_stride = row_stride_for(self.dimension)
+        self.capacity = max(capacity, MIN_CAPACITY)
+        cdef uint64_t table_size = jv_table_size_for(self.capacity)
+        cdef uint64_t vec_size = JV_HEADER_PAGE + <uint64_t>self.capacity * self.row_stride
         created = []
         cdef Status st
         cdef int rc
@@ -332,7 +318,7 @@ cdef class VectorFile:
                                   reserve=max(RESERVE_VECTORS, 4 * vec_size))
             created.append(self.vec)
             self.slots = MappedFile(self._file(FILE_SLOTS), create=True,
-                                    size=JV_FILE_HEADER + <uint64_t>self.cap * SLOT_RECORD,
+                                    size=JV_FILE_HEADER + <uint64_t>self.capacity * SLOT_RECORD,
                                     reserve=RESERVE_OTHER)
             created.append(self.slots)
             self.index = MappedFile(self._file(FILE_INDEX), create=True,
@@ -340,7 +326,7 @@ cdef class VectorFile:
                                     reserve=RESERVE_OTHER)
             created.append(self.index)
             self.idfile = MappedFile(self._file(FILE_IDS), create=True,
-                                     size=JV_FILE_HEADER + <uint64_t>self.cap * 32,
+                                     size=JV_FILE_HEADER + <uint64_t>self.capacity * 32,
                                      reserve=RESERVE_OTHER)
             created.append(self.idfile)
             self.table.size = table_size
@@ -412,7 +398,7 @@ cdef class VectorFile:
                 opened.append(MappedFile(name, read_only=read_only,
                                          reserve=max(reserve, 4 * size)))
             self.vec, self.slots, self.index, self.idfile = opened
-            self.load()
+            recovery.load(self)
         except BaseException:
             for f in opened:
                 f.close()
@@ -432,347 +418,15 @@ cdef class VectorFile:
     cdef void refresh(self) noexcept nogil:
         """Point the table and key view at the current mappings."""
         self.table.entries = <jv_entry *>(self.index.map.base + JV_FILE_HEADER)
-        self.table.key = file_key
+        self.table.key = jv_key_of_slot
         self.table.ctx = &self.keys
         self.keys.slots = self.slots.map.base
         self.keys.ids = self.idfile.map.base
         self.keys.ids_size = self.idfile._size
-        self.keys.high_water = self.hw
-
-    cdef inline jv_slot *slot_rec(self, uint32_t slot) noexcept nogil:
-        return <jv_slot *>(self.slots.map.base + JV_FILE_HEADER + <uint64_t>slot * SLOT_RECORD)
-
-    cdef inline char *row(self, uint32_t slot) noexcept nogil:
-        return self.vec.map.base + JV_HEADER_PAGE + <uint64_t>slot * self.stride
+        self.keys.high_water = self.high_water
 
     cdef object corrupt(self, int which, str message):
         return CorruptionError(f"{self._file(which)}: {message}")
-
-    cdef int load(self) except -1:
-        """Validate the headers (read with pread) and open clean or recover."""
-        cdef jv_commit rec, best
-        cdef bytes page
-        cdef uint64_t vec_size = self.vec._size
-        if vec_size < JV_HEADER_PAGE:
-            raise self.corrupt(FILE_VEC, f"file is {vec_size} bytes, shorter than its "
-                               f"{JV_HEADER_PAGE}-byte header page (truncated)")
-        page = self.vec.pread(0, JV_HEADER_PAGE)
-        problems = []
-        cdef bint have = False
-        for offset, label in ((0, "A"), (JV_COMMIT_B_OFFSET, "B")):
-            memcpy(&rec, <const char *>page + <int>offset, sizeof(jv_commit))
-            if page[offset:offset + 64] == bytes(64):
-                problems.append(f"commit record {label} is empty")
-                continue
-            if rec.magic != JV_MAGIC_VECTORS:
-                problems.append(f"commit record {label}: bad magic 0x{rec.magic:08x} "
-                                f"(expected 0x{JV_MAGIC_VECTORS:08x})")
-                continue
-            if rec.version > JV_FORMAT_VERSION:
-                raise UnsupportedVersionError(
-                    f"{self._file(FILE_VEC)}: format version {rec.version} in commit "
-                    f"record {label}; this jadevec reads version {JV_FORMAT_VERSION} "
-                    f"(upgrade jadevec)")
-            if rec.version != JV_FORMAT_VERSION:
-                problems.append(f"commit record {label}: bad version {rec.version}")
-                continue
-            if jv_crc32c(0, &rec, 60) != rec.crc:
-                problems.append(f"commit record {label}: header checksum mismatch")
-                continue
-            if not have or rec.generation > best.generation:
-                best = rec
-                have = True
-        if not have:
-            raise self.corrupt(FILE_VEC, "no valid commit record: " + "; ".join(problems))
-        if not 1 <= best.dimension <= JV_MAX_DIMENSION:
-            raise self.corrupt(FILE_VEC, f"dimension {best.dimension} out of range")
-        if best.row_stride != row_stride_for(best.dimension):
-            raise self.corrupt(FILE_VEC, f"row_stride {best.row_stride} does not match "
-                               f"dimension {best.dimension}")
-        if best.data_offset != JV_HEADER_PAGE or best.index_offset != JV_FILE_HEADER:
-            raise self.corrupt(FILE_VEC, f"data_offset {best.data_offset} / index_offset "
-                               f"{best.index_offset} differ from {JV_HEADER_PAGE} / "
-                               f"{JV_FILE_HEADER}")
-        if best.capacity > MAX_SLOTS or best.high_water > best.capacity:
-            raise self.corrupt(FILE_VEC, f"high_water {best.high_water} exceeds capacity "
-                               f"{best.capacity}")
-        if best.vector_count > best.high_water:
-            raise self.corrupt(FILE_VEC, f"vector_count {best.vector_count} exceeds "
-                               f"high_water {best.high_water}")
-        self.dim = best.dimension
-        self.stride = best.row_stride
-        self.cap = best.capacity
-        self.hw = best.high_water
-        self.gen = best.generation
-        if vec_size < JV_HEADER_PAGE + <uint64_t>self.cap * self.stride:
-            raise self.corrupt(FILE_VEC, f"file is {vec_size} bytes, capacity {self.cap} "
-                               f"needs {JV_HEADER_PAGE + <uint64_t>self.cap * self.stride} "
-                               f"(truncated)")
-        if self.slots._size < JV_FILE_HEADER + <uint64_t>self.cap * SLOT_RECORD:
-            raise self.corrupt(FILE_SLOTS, f"file is {self.slots._size} bytes, capacity "
-                               f"{self.cap} needs "
-                               f"{JV_FILE_HEADER + <uint64_t>self.cap * SLOT_RECORD} (truncated)")
-        reasons = self.load_headers(best)
-        self.closed = False
-        self.refresh()
-        if not reasons:
-            return 0
-        if self.read_only:
-            # Nothing may be written: use the table as it is and say so.
-            self._report = {"recovered": False, "needs_recovery": True,
-                            "reasons": reasons}
-            self.count_table()
-            return 0
-        self.recover(reasons)
-        return 0
-
-    cdef list load_headers(self, jv_commit best):
-        """Check the three file headers; return why recovery is needed ([] if not)."""
-        cdef jv_slots_header sh
-        cdef jv_index_header ih
-        cdef jv_ids_header dh
-        cdef bytes raw
-        cdef uint32_t magic
-        cdef int which
-        reasons = []
-        if best.state != JV_STATE_CLEAN:
-            reasons.append("the file set was not closed cleanly")
-        for which, magic in ((FILE_SLOTS, JV_MAGIC_SLOTS), (FILE_INDEX, JV_MAGIC_INDEX),
-                             (FILE_IDS, JV_MAGIC_IDS)):
-            f = (self.vec, self.slots, self.index, self.idfile)[which]
-            raw = f.pread(0, JV_FILE_HEADER)
-            if len(raw) < JV_FILE_HEADER:
-                raise self.corrupt(which, f"file is {len(raw)} bytes, shorter than its "
-                                   f"{JV_FILE_HEADER}-byte header (truncated)")
-            memcpy(&sh, <const char *>raw, JV_FILE_HEADER)
-            if sh.magic != magic:
-                raise self.corrupt(which, f"bad magic 0x{sh.magic:08x} "
-                                   f"(expected 0x{magic:08x})")
-            if sh.version > JV_FORMAT_VERSION:
-                raise UnsupportedVersionError(
-                    f"{self._file(which)}: format version {sh.version}; this jadevec "
-                    f"reads version {JV_FORMAT_VERSION} (upgrade jadevec)")
-            if sh.version != JV_FORMAT_VERSION:
-                raise self.corrupt(which, f"bad version {sh.version}")
-            if jv_crc32c(0, <const char *>raw, 60) != sh.crc:
-                reasons.append(f"{FILE_NAMES[which]}: header checksum mismatch")
-            elif sh.generation != best.generation and best.state == JV_STATE_CLEAN:
-                reasons.append(f"{FILE_NAMES[which]}: header generation {sh.generation} "
-                               f"differs from the commit's {best.generation}")
-        raw = self.slots.pread(0, JV_FILE_HEADER)
-        memcpy(&sh, <const char *>raw, JV_FILE_HEADER)
-        raw = self.index.pread(0, JV_FILE_HEADER)
-        memcpy(&ih, <const char *>raw, JV_FILE_HEADER)
-        raw = self.idfile.pread(0, JV_FILE_HEADER)
-        memcpy(&dh, <const char *>raw, JV_FILE_HEADER)
-        self.next_seq = sh.next_sequence
-        self.ids_end = dh.end
-        self.table.size = ih.table_size
-        self.table.live = ih.live
-        self.table.tombs = ih.tombstones
-        if reasons:
-            return reasons
-        # The headers are current: their fields must make sense, or it is damage.
-        if sh.record_size != SLOT_RECORD or sh.dimension != self.dim or sh.next_sequence < 1:
-            raise self.corrupt(FILE_SLOTS, f"header fields record_size={sh.record_size} "
-                               f"dimension={sh.dimension} next_sequence={sh.next_sequence}")
-        if (ih.entry_size != sizeof(jv_entry) or ih.table_size < 8
-                or ih.table_size & (ih.table_size - 1) or ih.table_size > (1ULL << 40)):
-            raise self.corrupt(FILE_INDEX, f"header fields entry_size={ih.entry_size} "
-                               f"table_size={ih.table_size}")
-        if self.index._size < JV_FILE_HEADER + ih.table_size * sizeof(jv_entry):
-            raise self.corrupt(FILE_INDEX, f"file is {self.index._size} bytes, table_size "
-                               f"{ih.table_size} needs "
-                               f"{JV_FILE_HEADER + ih.table_size * sizeof(jv_entry)} (truncated)")
-        if ih.live + ih.tombstones > ih.table_size or ih.live != best.vector_count:
-            raise self.corrupt(FILE_INDEX, f"live={ih.live} tombstones={ih.tombstones} "
-                               f"disagree with table_size {ih.table_size} or vector_count "
-                               f"{best.vector_count}")
-        if dh.end < JV_FILE_HEADER or dh.end % 8 or dh.end > self.idfile._size:
-            raise self.corrupt(FILE_IDS, f"end {dh.end} outside the file "
-                               f"({self.idfile._size} bytes) (truncated)")
-        return []
-
-    cdef int count_table(self) except -1:
-        """Recount live and tombstone entries (read-only open of a dirty file)."""
-        cdef uint64_t i, live = 0, tombs = 0
-        cdef uint64_t size = self.table.size
-        if (size < 8 or size & (size - 1)
-                or self.index._size < JV_FILE_HEADER + size * sizeof(jv_entry)):
-            raise self.corrupt(FILE_INDEX, f"table_size {size} unusable; open the file "
-                               f"for writing once to rebuild it")
-        for i in range(size):
-            if self.table.entries[i].flags == JV_ENTRY_LIVE:
-                live += 1
-            elif self.table.entries[i].flags == JV_ENTRY_TOMBSTONE:
-                tombs += 1
-        self.table.live = live
-        self.table.tombs = tombs
-        # Slots written after the last commit are past high_water: readable.
-        self.hw = <uint32_t>min((self.vec._size - JV_HEADER_PAGE) // self.stride,
-                                (self.slots._size - JV_FILE_HEADER) // SLOT_RECORD,
-                                <uint64_t>MAX_SLOTS)
-        self.refresh()
-        return 0
-
-    # -- recovery ------------------------------------------------------------
-
-    cdef int recover(self, list reasons) except -1:
-        """Rebuild the index from the slot records, then checkpoint clean.
-
-        Per id, the valid LIVE or DELETED record with the highest sequence
-        wins (docs/vector_file_format.md, "Open and recovery").
-        """
-        cdef double started = time.perf_counter()
-        cdef uint64_t cap64 = min((self.vec._size - JV_HEADER_PAGE) // self.stride,
-                                  (self.slots._size - JV_FILE_HEADER) // SLOT_RECORD,
-                                  <uint64_t>MAX_SLOTS)
-        cdef uint32_t cap = <uint32_t>cap64
-        cdef uint32_t s, hw = 0
-        cdef uint64_t max_seq = 0, ids_end = JV_FILE_HEADER, pos, h, i, off, table_size
-        cdef uint64_t n_live = 0, n_deleted = 0, n_superseded = 0, n_candidates = 0
-        cdef jv_slot *rec
-        cdef jv_slot *other
-        cdef jv_id_record *idr
-        cdef const char *key
-        cdef uint32_t klen
-        cdef int rc
-        cdef uint32_t vbytes = self.dim * 4
-        cdef Status st
-        dropped = []
-        self.cap = cap
-        self.hw = cap  # the key function may look at any record while scanning
-        self.refresh()
-        # Pass 1: which records count; size the table for them.
-        cdef uint8_t *good = <uint8_t *>malloc(max(cap, 1))
-        if good == NULL:
-            raise MemoryError()
-        try:
-            for s in range(cap):
-                good[s] = 0
-                rec = self.slot_rec(s)
-                if rec.flags == JV_SLOT_FREE and rec.sequence == 0 and rec.crc == 0:
-                    continue
-                hw = s + 1
-                if jv_crc32c(0, rec, 28) != rec.crc:
-                    dropped.append(f"slot {s}: record checksum mismatch")
-                    continue
-                if rec.flags not in (JV_SLOT_LIVE, JV_SLOT_DELETED, JV_SLOT_SUPERSEDED):
-                    dropped.append(f"slot {s}: unknown flags {rec.flags}")
-                    continue
-                if rec.sequence > max_seq:
-                    max_seq = rec.sequence
-                off = rec.id_offset
-                if file_key(&self.keys, s, &key, &klen) != 0:
-                    dropped.append(f"slot {s}: id reference out of bounds")
-                    continue
-                idr = <jv_id_record *>(self.idfile.map.base + off)
-                if jv_crc32c(0, key, klen) != idr.crc:
-                    dropped.append(f"slot {s}: id checksum mismatch")
-                    continue
-                ids_end = max(ids_end, off + 8 + round8(klen))
-                if rec.flags == JV_SLOT_SUPERSEDED:
-                    n_superseded += 1
-                    continue
-                if (rec.flags == JV_SLOT_LIVE
-                        and jv_crc32c(0, self.row(s), vbytes) != rec.vector_crc):
-                    dropped.append(f"slot {s}: vector checksum mismatch")
-                    continue
-                good[s] = 1
-                n_candidates += 1
-            # Pass 2: rebuild the table, keeping the newest record per id.
-            table_size = jv_table_size_for(n_candidates)
-            self.grow_file(self.index, JV_FILE_HEADER + table_size * sizeof(jv_entry))
-            self.refresh()
-            memset(self.table.entries, 0, table_size * sizeof(jv_entry))
-            self.table.size = table_size
-            self.table.live = 0
-            self.table.tombs = 0
-            for s in range(cap):
-                if not good[s]:
-                    continue
-                rec = self.slot_rec(s)
-                file_key(&self.keys, s, &key, &klen)
-                h = jv_hash(key, klen) & self.hash_mask
-                rc = jv_table_find(&self.table, h, key, klen, &pos)
-                if rc == JV_FOUND:
-                    other = self.slot_rec(self.table.entries[pos].slot)
-                    if other.sequence >= rec.sequence:
-                        self.supersede(s)
-                        continue
-                    self.supersede(self.table.entries[pos].slot)
-                elif rc != JV_ABSENT:
-                    raise self.corrupt(FILE_INDEX, f"rebuilding the index failed ({rc})")
-                jv_table_put(&self.table, pos, h, s, vbytes, rec.vector_crc,
-                             <uint32_t>rec.sequence)
-            # Tombstone winners: the id is absent.
-            for i in range(table_size):
-                if self.table.entries[i].flags == JV_ENTRY_LIVE:
-                    if self.slot_rec(self.table.entries[i].slot).flags == JV_SLOT_DELETED:
-                        jv_table_remove(&self.table, i)
-                        n_deleted += 1
-                    else:
-                        n_live += 1
-        finally:
-            free(good)
-        self.hw = hw
-        self.next_seq = max_seq + 1
-        self.ids_end = ids_end
-        self.refresh()
-        self.rehash(0)
-        # Every slot below high_water but the live ones is free once the
-        # SUPERSEDED marks above are durable, which the checkpoint makes them.
-        self.build_free()
-        self.dirty = True
-        with nogil:
-            rc = self.checkpoint_locked(JV_STATE_CLEAN, &st)
-        if rc:
-            raise_status(self, &st)
-        self.dirty = False
-        self._report = {
-            "recovered": True,
-            "reasons": reasons,
-            "slots_scanned": cap,
-            "live": n_live,
-            "deleted": n_deleted,
-            "superseded": n_superseded,
-            "dropped": dropped,
-            "seconds": time.perf_counter() - started,
-        }
-        return 0
-
-    cdef void supersede(self, uint32_t slot) noexcept nogil:
-        """Mark a LIVE record that lost to a newer one as SUPERSEDED."""
-        cdef jv_slot *rec = self.slot_rec(slot)
-        if rec.flags == JV_SLOT_LIVE:
-            rec.flags = JV_SLOT_SUPERSEDED
-            rec.crc = jv_crc32c(0, rec, 28)
-
-    cdef int grow_file(self, MappedFile f, uint64_t size) except -1:
-        cdef int rc
-        with nogil:
-            rc = f.c_grow(size)
-        if rc:
-            raise_os_error(rc, "grow", f.path)
-        return 0
-
-    cdef int build_free(self) except -1:
-        cdef Status st
-        cdef int rc
-        with nogil:
-            rc = self.build_free_locked(&st)
-        if rc:
-            raise_status(self, &st)
-        return 0
-
-    cdef int rehash(self, uint64_t more) except -1:
-        cdef Status st
-        cdef int rc
-        with nogil:
-            rc = self.rehash_locked(more, &st)
-        if rc:
-            raise_status(self, &st)
-        return 0
 
     # -- the write path (called with the writer lock held) --------------------
 
@@ -782,18 +436,18 @@ cdef class VectorFile:
         cdef uint64_t i
         cdef uint8_t *used
         list_free(&self.free_slots)
-        if list_reserve(&self.free_slots, self.hw) != 0:
+        if list_reserve(&self.free_slots, self.high_water) != 0:
             return fail_os(st, ENOMEM, FILE_SLOTS, "allocate the free list")
-        used = <uint8_t *>malloc(self.hw + 1)
+        used = <uint8_t *>malloc(self.high_water + 1)
         if used == NULL:
             return fail_os(st, ENOMEM, FILE_SLOTS, "allocate the free list")
-        memset(used, 0, self.hw + 1)
+        memset(used, 0, self.high_water + 1)
         for i in range(self.table.size):
             if (self.table.entries[i].flags == JV_ENTRY_LIVE
-                    and self.table.entries[i].slot < self.hw):
+                    and self.table.entries[i].slot < self.high_water):
                 used[self.table.entries[i].slot] = 1
         # Highest slots first on the stack, so reuse starts at the low ones.
-        s = self.hw
+        s = self.high_water
         while s > 0:
             s -= 1
             if not used[s]:
@@ -807,26 +461,15 @@ cdef class VectorFile:
         cdef jv_commit c
         cdef uint64_t offset
         cdef int rc
-        memset(&c, 0, sizeof(c))
-        c.magic = JV_MAGIC_VECTORS
-        c.version = JV_FORMAT_VERSION
-        c.dimension = self.dim
-        c.state = state
-        c.vector_count = self.table.live
-        c.index_offset = JV_FILE_HEADER
-        c.data_offset = JV_HEADER_PAGE
-        c.generation = self.gen + 1
-        c.capacity = self.cap
-        c.high_water = self.hw
-        c.row_stride = self.stride
-        c.crc = jv_crc32c(0, &c, 60)
+        jv_commit_fill(&c, self.dimension, state, self.table.live, self.generation + 1,
+                       self.capacity, self.high_water, self.row_stride)
         offset = JV_COMMIT_B_OFFSET if c.generation % 2 else 0
         memcpy(self.vec.map.base + offset, &c, sizeof(c))
         rc = self.vec.c_sync(offset, sizeof(c), False)
         if rc:
             self.failed = True
             return fail_os(st, rc, FILE_VEC, "msync of the commit record")
-        self.gen = c.generation
+        self.generation = c.generation
         return 0
 
     cdef int begin_write(self, Status *st) noexcept nogil:
@@ -881,13 +524,13 @@ cdef class VectorFile:
         cdef uint8_t *mask
         cdef int rc
         if vectors > self.free_slots.n:
-            need = <uint64_t>self.hw + vectors - self.free_slots.n
-            if need > self.cap:
-                if need > MAX_SLOTS:
+            need = <uint64_t>self.high_water + vectors - self.free_slots.n
+            if need > self.capacity:
+                if need > JV_MAX_SLOTS:
                     return fail(st, ST_FULL, FILE_VEC, "more than 2**32-2 slots", need)
-                new_cap = max(need, 2 * <uint64_t>self.cap)
-                new_cap = min(max(new_cap, <uint64_t>MIN_CAPACITY), <uint64_t>MAX_SLOTS)
-                rc = self.vec.c_grow(JV_HEADER_PAGE + new_cap * self.stride)
+                new_cap = max(need, 2 * <uint64_t>self.capacity)
+                new_cap = min(max(new_cap, <uint64_t>MIN_CAPACITY), <uint64_t>JV_MAX_SLOTS)
+                rc = self.vec.c_grow(JV_HEADER_PAGE + new_cap * self.row_stride)
                 if rc:
                     return fail_os(st, rc, FILE_VEC, "grow")
                 rc = self.slots.c_grow(JV_FILE_HEADER + new_cap * SLOT_RECORD)
@@ -900,7 +543,7 @@ cdef class VectorFile:
                     memset(mask + self.skip_size, 1, new_cap - self.skip_size)
                     self.skip_mask = mask
                     self.skip_size = <uint32_t>new_cap
-                self.cap = <uint32_t>new_cap
+                self.capacity = <uint32_t>new_cap
         if jv_table_needs_grow(&self.table, vectors):
             if self.rehash_locked(vectors, st) != 0:
                 return -1
@@ -923,25 +566,13 @@ cdef class VectorFile:
                         pos)
         return fail(st, ST_CORRUPT, FILE_INDEX, "hash table has no empty entry", 0)
 
-    cdef uint64_t append_id(self, const char *key, uint32_t n) noexcept nogil:
-        cdef uint64_t off = self.ids_end
-        cdef jv_id_record header
-        cdef char *at = self.idfile.map.base + off
-        header.length = n
-        header.crc = jv_crc32c(0, key, n)
-        memcpy(at, &header, sizeof(header))
-        memcpy(at + 8, key, n)
-        memset(at + 8 + n, 0, round8(n) - n)
-        self.ids_end = off + 8 + round8(n)
-        return off
-
     cdef int put_locked(self, uint64_t h, const char *key, uint32_t n, const float32_t *values,
                         bint must_exist, Status *st) noexcept nogil:
         """Store one vector (reserve() done). 0 new, 1 replaced, 2 absent (must_exist)."""
         cdef uint64_t pos, id_offset, seq
         cdef uint32_t slot, old = 0
         cdef jv_slot rec
-        cdef uint32_t vbytes = self.dim * 4
+        cdef uint32_t vbytes = self.dimension * 4
         cdef int rc = jv_table_find(&self.table, h, key, n, &pos)
         if rc < 0:
             return self.table_error(rc, pos, st)
@@ -951,14 +582,15 @@ cdef class VectorFile:
             old = self.table.entries[pos].slot
             id_offset = self.slot_rec(old).id_offset
         else:
-            id_offset = self.append_id(key, n)
+            id_offset = self.ids_end
+            self.ids_end = jv_id_append(self.idfile.map.base, id_offset, key, n)
         if self.free_slots.n:
             self.free_slots.n -= 1
             slot = self.free_slots.items[self.free_slots.n]
         else:
-            slot = self.hw
-            self.hw += 1
-            self.keys.high_water = self.hw
+            slot = self.high_water
+            self.high_water += 1
+            self.keys.high_water = self.high_water
         memcpy(self.row(slot), values, vbytes)
         seq = self.next_seq
         self.next_seq += 1
@@ -967,7 +599,7 @@ cdef class VectorFile:
         rec.flags = JV_SLOT_LIVE
         rec.sequence = seq
         rec.vector_crc = jv_crc32c(0, values, vbytes)
-        rec.crc = jv_crc32c(0, &rec, 28)
+        jv_slot_seal(&rec)
         memcpy(self.slot_rec(slot), &rec, sizeof(rec))
         jv_table_put(&self.table, pos, h, slot, vbytes, rec.vector_crc, <uint32_t>seq)
         if self.skip_mask != NULL:
@@ -998,7 +630,7 @@ cdef class VectorFile:
         rec.flags = JV_SLOT_DELETED
         rec.sequence = self.next_seq
         self.next_seq += 1
-        rec.crc = jv_crc32c(0, rec, 28)
+        jv_slot_seal(rec)
         jv_table_remove(&self.table, pos)
         list_push(&self.pending, slot)
         if self.skip_mask != NULL:
@@ -1020,72 +652,54 @@ cdef class VectorFile:
             return 0
         e = &self.table.entries[pos]
         # file_key already checked e.slot < high_water.
-        memcpy(out, self.row(e.slot), self.dim * 4)
-        if self.check_reads and jv_crc32c(0, out, self.dim * 4) != e.vector_crc:
+        memcpy(out, self.row(e.slot), self.dimension * 4)
+        if self.check_reads and jv_crc32c(0, out, self.dimension * 4) != e.vector_crc:
             return fail(st, ST_CORRUPT, FILE_VEC, "vector checksum mismatch (slot)", e.slot)
         return 1
+
+    cdef int sync_files(self, bint async_, uint64_t rows_from, const char *what,
+                        Status *st) noexcept nogil:
+        """msync slots, index and ids whole, then the vectors file from rows_from."""
+        cdef int rc = self.slots.c_sync(0, self.slots._size, async_)
+        cdef int which = FILE_SLOTS
+        if rc == 0:
+            rc = self.index.c_sync(0, self.index._size, async_)
+            which = FILE_INDEX
+        if rc == 0:
+            rc = self.idfile.c_sync(0, self.idfile._size, async_)
+            which = FILE_IDS
+        if rc == 0:
+            rc = self.vec.c_sync(rows_from, self.vec._size, async_)
+            which = FILE_VEC
+        if rc:
+            return fail_os(st, rc, which, what)
+        return 0
 
     cdef int checkpoint_locked(self, uint32_t state, Status *st) noexcept nogil:
         """Headers, sync of every file, commit record, then the slot life cycle."""
         cdef jv_slots_header sh
         cdef jv_index_header ih
         cdef jv_ids_header dh
-        cdef uint64_t g = self.gen + 1, i
-        cdef int rc, which
+        cdef uint64_t g = self.generation + 1, i
         cdef SlotList swap
-        cdef jv_slot *rec
         if self.failed:
             return fail(st, ST_FAILED, FILE_VEC, NULL, 0)
-        memset(&sh, 0, sizeof(sh))
-        sh.magic = JV_MAGIC_SLOTS
-        sh.version = JV_FORMAT_VERSION
-        sh.generation = g
-        sh.next_sequence = self.next_seq
-        sh.record_size = SLOT_RECORD
-        sh.dimension = self.dim
-        sh.crc = jv_crc32c(0, &sh, 60)
+        jv_slots_header_fill(&sh, g, self.next_seq, self.dimension)
         memcpy(self.slots.map.base, &sh, sizeof(sh))
-        memset(&ih, 0, sizeof(ih))
-        ih.magic = JV_MAGIC_INDEX
-        ih.version = JV_FORMAT_VERSION
-        ih.generation = g
-        ih.table_size = self.table.size
-        ih.live = self.table.live
-        ih.tombstones = self.table.tombs
-        ih.entry_size = sizeof(jv_entry)
-        ih.crc = jv_crc32c(0, &ih, 60)
+        jv_index_header_fill(&ih, g, self.table.size, self.table.live, self.table.tombs)
         memcpy(self.index.map.base, &ih, sizeof(ih))
-        memset(&dh, 0, sizeof(dh))
-        dh.magic = JV_MAGIC_IDS
-        dh.version = JV_FORMAT_VERSION
-        dh.generation = g
-        dh.end = self.ids_end
-        dh.crc = jv_crc32c(0, &dh, 60)
+        jv_ids_header_fill(&dh, g, self.ids_end)
         memcpy(self.idfile.map.base, &dh, sizeof(dh))
-        rc = self.slots.c_sync(0, self.slots._size, False)
-        which = FILE_SLOTS
-        if rc == 0:
-            rc = self.index.c_sync(0, self.index._size, False)
-            which = FILE_INDEX
-        if rc == 0:
-            rc = self.idfile.c_sync(0, self.idfile._size, False)
-            which = FILE_IDS
-        if rc == 0:
-            # Rows: the header page is written after, on its own.
-            rc = self.vec.c_sync(JV_HEADER_PAGE, self.vec._size, False)
-            which = FILE_VEC
-        if rc:
+        # Rows: the header page is written after, on its own.
+        if self.sync_files(False, JV_HEADER_PAGE, "msync", st) != 0:
             # fsyncgate: a failed sync cannot be retried safely.
             self.failed = True
-            return fail_os(st, rc, which, "msync")
+            return -1
         if self.write_commit(state, st) != 0:
             return -1
         # The commit is durable: advance the slot life cycle.
         for i in range(self.pending.n):
-            rec = self.slot_rec(self.pending.items[i])
-            if rec.flags == JV_SLOT_LIVE:
-                rec.flags = JV_SLOT_SUPERSEDED
-                rec.crc = jv_crc32c(0, rec, 28)
+            jv_slot_supersede(self.slot_rec(self.pending.items[i]))
         if self.cooling.n and list_reserve(&self.free_slots, self.cooling.n) == 0:
             for i in range(self.cooling.n):
                 list_push(&self.free_slots, self.cooling.items[i])
@@ -1118,46 +732,6 @@ cdef class VectorFile:
         if self.closed:
             raise StoreClosedError(f"{self.path}: the vector file is closed")
         return 0
-
-    @property
-    def dimension(self):
-        """Values per vector."""
-        return self.dim
-
-    @property
-    def row_stride(self):
-        """Bytes from one row to the next (``dimension * 4`` rounded up to 64)."""
-        return self.stride
-
-    @property
-    def capacity(self):
-        """Slots the files are sized for."""
-        return self.cap
-
-    @property
-    def high_water(self):
-        """Slots used so far (rows ``0 .. high_water-1`` may hold data)."""
-        return self.hw
-
-    @property
-    def generation(self):
-        """Generation of the last commit record written or read."""
-        return self.gen
-
-    @property
-    def closed(self):
-        """Whether the file set was closed."""
-        return self.closed
-
-    @property
-    def read_only(self):
-        """Whether the file set was opened read-only."""
-        return self.read_only
-
-    @property
-    def failed(self):
-        """Whether a sync failed; writes are refused until the file is reopened."""
-        return self.failed
 
     @property
     def recovery_report(self):
@@ -1202,14 +776,14 @@ cdef class VectorFile:
         cdef Status st
         cdef int rc
         utf8_id(vector_id, &key, &n, "vector_id")
-        values = as_rows(values, self.dim, 1, "values")
+        values = as_rows(values, self.dimension, 1, "values")
         cdef const float32_t[::1] v = values
         cdef uint64_t h = jv_hash(key, n) & self.hash_mask
         with nogil:
             jv_wrlock(&self.lock)
             rc = self.begin_write(&st)
             if rc == 0:
-                rc = self.reserve(1, 8 + round8(n), &st)
+                rc = self.reserve(1, jv_id_record_size(n), &st)
             if rc == 0:
                 rc = self.put_locked(h, key, n, &v[0], must_exist, &st)
             jv_unlock(&self.lock)
@@ -1231,44 +805,36 @@ cdef class VectorFile:
         int
             How many existing ids were replaced.
         """
-        if not isinstance(ids, (list, tuple)):
-            ids = list(ids)
+        ids = id_list(ids)
         cdef Py_ssize_t i, m = len(ids)
-        vectors = as_rows(vectors, self.dim, 2, "vectors")
+        vectors = as_rows(vectors, self.dimension, 2, "vectors")
         if vectors.shape[0] != m:
             raise InvalidInputError(
                 f"vectors has {vectors.shape[0]} rows for {m} ids")
         if m == 0:
             return 0
         cdef const float32_t[:, ::1] rows = vectors
-        cdef const char **keys = <const char **>malloc(m * sizeof(char *))
-        cdef uint32_t *lengths = <uint32_t *>malloc(m * sizeof(uint32_t))
-        cdef uint64_t id_bytes = 0, replaced = 0
-        cdef uint64_t mask = self.hash_mask
+        cdef uint64_t replaced = 0
+        cdef IdBatch b
         cdef Status st
         cdef int rc = 0
         try:
-            if keys == NULL or lengths == NULL:
-                raise MemoryError()
-            for i in range(m):
-                utf8_id(ids[i], &keys[i], &lengths[i], f"ids[{i}]")
-                id_bytes += 8 + round8(lengths[i])
+            ids_encode(ids, self.hash_mask, &b)
             with nogil:
                 jv_wrlock(&self.lock)
                 rc = self.begin_write(&st)
                 if rc == 0:
-                    rc = self.reserve(m, id_bytes, &st)
+                    rc = self.reserve(m, b.record_bytes, &st)
                 if rc == 0:
                     for i in range(m):
-                        rc = self.put_locked(jv_hash(keys[i], lengths[i]) & mask, keys[i],
-                                             lengths[i], &rows[i, 0], False, &st)
+                        rc = self.put_locked(b.hashes[i], b.keys[i], b.lengths[i], &rows[i, 0],
+                                             False, &st)
                         if rc < 0:
                             break
                         replaced += rc
                 jv_unlock(&self.lock)
         finally:
-            free(keys)
-            free(lengths)
+            ids_free(&b)
         if rc < 0:
             raise_status(self, &st)
         return replaced
@@ -1280,7 +846,7 @@ cdef class VectorFile:
         cdef Status st
         cdef int rc
         utf8_id(vector_id, &key, &n, "vector_id")
-        cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, [self.dim], cnp.NPY_FLOAT32, 0)
+        cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, [self.dimension], cnp.NPY_FLOAT32, 0)
         cdef float32_t *dst = <float32_t *>cnp.PyArray_DATA(out)
         cdef uint64_t h = jv_hash(key, n) & self.hash_mask
         with nogil:
@@ -1300,37 +866,29 @@ cdef class VectorFile:
             Rows of absent ids are left uninitialised.
         found : numpy.ndarray, bool, shape (len(ids),)
         """
-        if not isinstance(ids, (list, tuple)):
-            ids = list(ids)
+        ids = id_list(ids)
         cdef Py_ssize_t i, m = len(ids)
-        out = np.empty((m, self.dim), dtype=np.float32)
+        out = np.empty((m, self.dimension), dtype=np.float32)
         found = np.zeros(m, dtype=np.bool_)
         if m == 0:
             return out, found
         cdef float32_t[:, ::1] dst = out
         cdef uint8_t[::1] hit = found.view(np.uint8)
-        cdef const char **keys = <const char **>malloc(m * sizeof(char *))
-        cdef uint32_t *lengths = <uint32_t *>malloc(m * sizeof(uint32_t))
-        cdef uint64_t mask = self.hash_mask
+        cdef IdBatch b
         cdef Status st
         cdef int rc = 0
         try:
-            if keys == NULL or lengths == NULL:
-                raise MemoryError()
-            for i in range(m):
-                utf8_id(ids[i], &keys[i], &lengths[i], f"ids[{i}]")
+            ids_encode(ids, self.hash_mask, &b)
             with nogil:
                 jv_rdlock(&self.lock)
                 for i in range(m):
-                    rc = self.get_locked(jv_hash(keys[i], lengths[i]) & mask, keys[i],
-                                         lengths[i], &dst[i, 0], &st)
+                    rc = self.get_locked(b.hashes[i], b.keys[i], b.lengths[i], &dst[i, 0], &st)
                     if rc < 0:
                         break
                     hit[i] = rc
                 jv_unlock(&self.lock)
         finally:
-            free(keys)
-            free(lengths)
+            ids_free(&b)
         if rc < 0:
             raise_status(self, &st)
         return out, found
@@ -1359,31 +917,26 @@ cdef class VectorFile:
 
     def slots_of(self, ids):
         """Return an int64 array of the slots of ``ids`` (-1 where absent)."""
-        if not isinstance(ids, (list, tuple)):
-            ids = list(ids)
+        ids = id_list(ids)
         cdef Py_ssize_t i, m = len(ids)
         out = np.full(m, -1, dtype=np.int64)
         if m == 0:
             return out
         cdef int64_t[::1] res = out
-        cdef const char **keys = <const char **>malloc(m * sizeof(char *))
-        cdef uint32_t *lengths = <uint32_t *>malloc(m * sizeof(uint32_t))
-        cdef uint64_t mask = self.hash_mask, pos
+        cdef uint64_t pos
+        cdef IdBatch b
         cdef Status st
         cdef int rc = 0
         try:
-            if keys == NULL or lengths == NULL:
-                raise MemoryError()
-            for i in range(m):
-                utf8_id(ids[i], &keys[i], &lengths[i], f"ids[{i}]")
+            ids_encode(ids, self.hash_mask, &b)
             with nogil:
                 jv_rdlock(&self.lock)
                 if self.closed:
                     rc = fail(&st, ST_CLOSED, FILE_VEC, NULL, 0)
                 else:
                     for i in range(m):
-                        rc = jv_table_find(&self.table, jv_hash(keys[i], lengths[i]) & mask,
-                                           keys[i], lengths[i], &pos)
+                        rc = jv_table_find(&self.table, b.hashes[i], b.keys[i], b.lengths[i],
+                                           &pos)
                         if rc < 0:
                             rc = self.table_error(rc, pos, &st)
                             break
@@ -1391,8 +944,7 @@ cdef class VectorFile:
                             res[i] = self.table.entries[pos].slot
                 jv_unlock(&self.lock)
         finally:
-            free(keys)
-            free(lengths)
+            ids_free(&b)
         if rc < 0:
             raise_status(self, &st)
         return out
@@ -1401,7 +953,7 @@ cdef class VectorFile:
         """The id stored in a slot (lock held, slot < high_water)."""
         cdef const char *key
         cdef uint32_t n
-        if file_key(&self.keys, slot, &key, &n) != 0:
+        if jv_key_of_slot(&self.keys, slot, &key, &n) != 0:
             raise self.corrupt(FILE_SLOTS, f"slot {slot}: id reference out of bounds")
         try:
             return PyUnicode_DecodeUTF8(key, n, "strict")
@@ -1439,8 +991,8 @@ cdef class VectorFile:
 
     cdef object _view(self):
         raw = np.frombuffer(self.vec, dtype=np.uint8)
-        view = np.ndarray((self.hw, self.dim), dtype=np.float32, buffer=raw,
-                          offset=JV_HEADER_PAGE, strides=(self.stride, 4))
+        view = np.ndarray((self.high_water, self.dimension), dtype=np.float32, buffer=raw,
+                          offset=JV_HEADER_PAGE, strides=(self.row_stride, 4))
         view.flags.writeable = False
         return view
 
@@ -1452,17 +1004,17 @@ cdef class VectorFile:
         with nogil:
             jv_wrlock(&self.lock)
             if not self.closed and self.skip_mask == NULL:
-                mask = <uint8_t *>malloc(max(self.cap, 1))
+                mask = <uint8_t *>malloc(max(self.capacity, 1))
                 if mask == NULL:
                     ok = 0
                 else:
-                    memset(mask, 1, max(self.cap, 1))
+                    memset(mask, 1, max(self.capacity, 1))
                     for i in range(self.table.size):
                         if (self.table.entries[i].flags == JV_ENTRY_LIVE
-                                and self.table.entries[i].slot < self.cap):
+                                and self.table.entries[i].slot < self.capacity):
                             mask[self.table.entries[i].slot] = 0
                     self.skip_mask = mask
-                    self.skip_size = max(self.cap, 1)
+                    self.skip_size = max(self.capacity, 1)
             jv_unlock(&self.lock)
         if not ok:
             raise MemoryError()
@@ -1476,8 +1028,9 @@ cdef class VectorFile:
             jv_rdlock(&self.lock)
         try:
             self.check_open()
-            return 1 - np.asarray(<uint8_t[:self.hw]>self.skip_mask) if self.hw else \
-                np.zeros(0, np.uint8)
+            if self.high_water == 0:
+                return np.zeros(0, np.uint8)
+            return 1 - np.asarray(<uint8_t[:self.high_water]>self.skip_mask)
         finally:
             jv_unlock(&self.lock)
 
@@ -1499,16 +1052,16 @@ cdef class VectorFile:
         """
         from jadevec._core import kernels
 
-        queries = as_rows(queries, self.dim, 2, "queries")
+        queries = as_rows(queries, self.dimension, 2, "queries")
         self.check_open()
         self.ensure_mask()
         with nogil:
             jv_rdlock(&self.lock)
         try:
             self.check_open()
-            if self.hw == 0 or self.table.live == 0:
+            if self.high_water == 0 or self.table.live == 0:
                 return [[] for _ in range(queries.shape[0])]
-            skip = np.asarray(<uint8_t[:self.hw]>self.skip_mask)
+            skip = np.asarray(<uint8_t[:self.high_water]>self.skip_mask)
             rows, scores = kernels.topk(self._view(), queries, k, metric, skip=skip,
                                         threads=threads)
             out = []
@@ -1546,24 +1099,13 @@ cdef class VectorFile:
         Not a barrier: releases no slots, writes no commit record.
         """
         cdef Status st
-        cdef int rc = 0, which = 0
+        cdef int rc = 0
         with nogil:
             jv_rdlock(&self.lock)
             if self.closed:
                 rc = fail(&st, ST_CLOSED, FILE_VEC, NULL, 0)
             elif not self.read_only:
-                rc = self.vec.c_sync(0, self.vec._size, True)
-                if rc == 0:
-                    which = FILE_SLOTS
-                    rc = self.slots.c_sync(0, self.slots._size, True)
-                if rc == 0:
-                    which = FILE_INDEX
-                    rc = self.index.c_sync(0, self.index._size, True)
-                if rc == 0:
-                    which = FILE_IDS
-                    rc = self.idfile.c_sync(0, self.idfile._size, True)
-                if rc:
-                    rc = fail_os(&st, rc, which, "msync(MS_ASYNC)")
+                rc = self.sync_files(True, 0, "msync(MS_ASYNC)", &st)
             jv_unlock(&self.lock)
         if rc:
             raise_status(self, &st)
@@ -1595,9 +1137,9 @@ cdef class VectorFile:
     def __repr__(self):
         if self.closed:
             return f"<VectorFile {self.path!r} closed>"
-        return f"<VectorFile {self.path!r} dimension={self.dim} count={self.table.live}>"
+        return f"<VectorFile {self.path!r} dimension={self.dimension} count={self.table.live}>"
 
-    # -- verify and compact ----------------------------------------------------
+    # -- verify and compact (recovery.pyx, compaction.pyx) --------------------
 
     def verify(self):
         """Check every checksum and cross-reference; return a list of problems.
@@ -1606,106 +1148,13 @@ cdef class VectorFile:
         record, id and vector), every slot record and every id record. An
         empty list means the file set is sound.
         """
-        problems = []
         with nogil:
             jv_rdlock(&self.lock)
         try:
             self.check_open()
-            self._verify(problems)
+            return recovery.verify(self)
         finally:
             jv_unlock(&self.lock)
-        return problems
-
-    cdef int _verify(self, list problems) except -1:
-        cdef jv_commit c
-        cdef const jv_entry *e
-        cdef jv_slot *rec
-        cdef const jv_id_record *idr
-        cdef const char *key
-        cdef uint32_t klen, s
-        cdef uint64_t i, live = 0, off
-        cdef uint32_t vbytes = self.dim * 4
-        vec_name, slots_name, index_name, ids_name = [self._file(i) for i in range(4)]
-        for f in (self.vec, self.slots, self.index, self.idfile):
-            if f.file_size() < f.size:
-                problems.append(f"{f.path}: file is {f.file_size()} bytes, shorter than "
-                                f"the {f.size} mapped (truncated while open)")
-                return 0
-        page = self.vec.pread(0, JV_HEADER_PAGE)
-        for offset, label in ((0, "A"), (JV_COMMIT_B_OFFSET, "B")):
-            memcpy(&c, <const char *>page + <int>offset, sizeof(c))
-            if page[offset:offset + 64] == bytes(64):
-                continue
-            if c.magic != JV_MAGIC_VECTORS or c.version != JV_FORMAT_VERSION:
-                problems.append(f"{vec_name}: commit record {label}: bad magic or version")
-            elif jv_crc32c(0, &c, 60) != c.crc:
-                problems.append(f"{vec_name}: commit record {label}: header checksum mismatch")
-        for f in (self.slots, self.index, self.idfile):
-            raw = f.pread(0, JV_FILE_HEADER)
-            if jv_crc32c(0, <const char *>raw, 60) != (<const uint32_t *><const char *>raw)[15]:
-                problems.append(f"{f.path}: header checksum mismatch")
-        for i in range(self.table.size):
-            e = &self.table.entries[i]
-            if e.flags == JV_ENTRY_EMPTY:
-                continue
-            if e.flags != JV_ENTRY_LIVE and e.flags != JV_ENTRY_TOMBSTONE:
-                problems.append(f"{index_name}: entry {i}: unknown flags {e.flags}")
-                continue
-            if jv_entry_crc(e) != e.crc:
-                problems.append(f"{index_name}: entry {i}: entry checksum mismatch")
-                continue
-            if e.flags == JV_ENTRY_TOMBSTONE:
-                continue
-            live += 1
-            s = e.slot
-            if s >= self.hw:
-                problems.append(f"{index_name}: entry {i}: slot {s} past high_water "
-                                f"{self.hw}")
-                continue
-            if e.size != vbytes:
-                problems.append(f"{index_name}: entry {i}: size {e.size} != {vbytes}")
-            rec = self.slot_rec(s)
-            if jv_crc32c(0, rec, 28) != rec.crc:
-                problems.append(f"{slots_name}: slot {s}: record checksum mismatch")
-                continue
-            if rec.flags != JV_SLOT_LIVE:
-                problems.append(f"{slots_name}: slot {s}: flags {rec.flags}, but index "
-                                f"entry {i} says live")
-            if <uint32_t>rec.sequence != e.sequence or rec.vector_crc != e.vector_crc:
-                problems.append(f"{index_name}: entry {i}: sequence or vector checksum "
-                                f"differs from slot {s}")
-            if file_key(&self.keys, s, &key, &klen) != 0:
-                problems.append(f"{slots_name}: slot {s}: id reference out of bounds")
-                continue
-            idr = <const jv_id_record *>(key - 8)
-            if jv_crc32c(0, key, klen) != idr.crc:
-                problems.append(f"{ids_name}: id of slot {s}: id checksum mismatch")
-            elif (jv_hash(key, klen) & self.hash_mask) != e.hash:
-                problems.append(f"{index_name}: entry {i}: hash differs from its id's")
-            if jv_crc32c(0, self.row(s), vbytes) != e.vector_crc:
-                problems.append(f"{vec_name}: slot {s}: vector checksum mismatch")
-        if live != self.table.live:
-            problems.append(f"{index_name}: {live} live entries, header count "
-                            f"{self.table.live}")
-        for s in range(self.hw):
-            rec = self.slot_rec(s)
-            if rec.flags == JV_SLOT_FREE and rec.sequence == 0 and rec.crc == 0:
-                continue
-            if jv_crc32c(0, rec, 28) != rec.crc:
-                problems.append(f"{slots_name}: slot {s}: record checksum mismatch")
-            elif rec.flags > JV_SLOT_SUPERSEDED:
-                problems.append(f"{slots_name}: slot {s}: unknown flags {rec.flags}")
-        off = JV_FILE_HEADER
-        while off + 8 <= self.ids_end:
-            idr = <const jv_id_record *>(self.idfile.map.base + off)
-            if idr.length == 0 or idr.length > JV_MAX_ID_BYTES or \
-                    off + 8 + idr.length > self.ids_end:
-                problems.append(f"{ids_name}: id record at {off}: bad length {idr.length}")
-                break
-            if jv_crc32c(0, self.idfile.map.base + off + 8, idr.length) != idr.crc:
-                problems.append(f"{ids_name}: id record at {off}: id checksum mismatch")
-            off += 8 + round8(idr.length)
-        return 0
 
     def compact_into(self, dest):
         """Write the live vectors as a new, clean, synced file set in ``dest``; close self.
@@ -1714,50 +1163,14 @@ cdef class VectorFile:
         returns (its writer lock is held throughout, so no write is lost);
         the caller swaps the folders (see "Compaction" in the doc).
         """
-        cdef VectorFile new = None
-        cdef uint64_t i, n = 0, id_bytes = 0, mask = self.hash_mask
-        cdef const char *key
-        cdef uint32_t klen
-        cdef uint32_t[::1] order
-        cdef Status st
-        cdef int rc = 0
         with nogil:
             jv_wrlock(&self.lock)
         try:
             self.check_open()
-            slots = np.empty(self.table.live, dtype=np.uint32)
-            order = slots
-            for i in range(self.table.size):
-                if self.table.entries[i].flags == JV_ENTRY_LIVE and n < self.table.live:
-                    order[n] = self.table.entries[i].slot
-                    n += 1
-                    id_bytes += 8 + round8(self.slot_rec(order[n - 1]).id_length)
-            slots = np.sort(slots[:n])
-            order = slots
-            new = VectorFile.create(dest, self.dim, capacity=n, hash_mask=self.hash_mask)
-            with nogil:
-                rc = new.begin_write(&st)
-                if rc == 0:
-                    rc = new.reserve(n, id_bytes, &st)
-                for i in range(n):
-                    if rc < 0:
-                        break
-                    if file_key(&self.keys, order[i], &key, &klen) != 0:
-                        rc = fail(&st, ST_CORRUPT, FILE_SLOTS,
-                                  "id reference out of bounds (slot)", order[i])
-                        break
-                    rc = new.put_locked(jv_hash(key, klen) & mask, key, klen,
-                                        <const float32_t *>self.row(order[i]), False, &st)
-            if rc < 0:
-                raise_status(new if st.code == ST_OS else self, &st)
-            new.close()
-            with nogil:
-                rc = self.close_locked(&st)
-            if rc:
-                raise_status(self, &st)
-        except BaseException:
-            if new is not None:
-                new.close()
-            raise
+            compaction.compact_into(self, dest)
         finally:
             jv_unlock(&self.lock)
+
+
+# Imported last: both cimport this module's VectorFile, which exists by now.
+from jadevec._core import compaction, recovery  # noqa: E402

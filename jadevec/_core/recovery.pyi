@@ -1,0 +1,6 @@
+from jadevec._core.vector_file import VectorFile
+
+__all__ = ["load", "verify"]
+
+def load(vf: VectorFile) -> None: ...
+def verify(vf: VectorFile) -> list[str]: ...
