@@ -34,6 +34,7 @@ cdef extern from "jv_platform.h" nogil:
     uint64_t jv_map_exports(const jv_map *m)
     int jv_sync(void *addr, size_t len, int async_)
     int jv_advise(void *addr, size_t len, int hint)
+    int jv_prefault_write(void *addr, size_t len)
     int jv_rwlock_init(jv_rwlock *l)
     void jv_rwlock_destroy(jv_rwlock *l)
     void jv_rdlock(jv_rwlock *l)

@@ -119,6 +119,7 @@ cdef class VectorFile:
     cdef int begin_write(self, Status *st) noexcept nogil
     cdef int rehash_locked(self, uint64_t more, Status *st) noexcept nogil
     cdef int reserve(self, uint64_t vectors, uint64_t id_bytes, Status *st) noexcept nogil
+    cdef void prefault_append(self, uint64_t vectors) noexcept nogil
     cdef int table_error(self, int rc, uint64_t pos, Status *st) noexcept nogil
     cdef int put_locked(self, uint64_t h, const char *key, uint32_t n,
                         const float32_t *values, bint must_exist, Status *st) noexcept nogil

@@ -56,6 +56,13 @@ uint64_t jv_map_exports(const jv_map *m);
 
 int jv_sync(void *addr, size_t len, int async);
 int jv_advise(void *addr, size_t len, int hint);
+/* Fault in [addr, addr+len) for writing now (MADV_POPULATE_WRITE, Linux
+ * 5.14+), so a batch pays the page allocation once instead of one fault per
+ * page. Only a hint: returns 0, or an errno (EINVAL, ENOSYS where the kernel
+ * or platform lacks it) that callers ignore. The range must already be
+ * allocated in the file (posix_fallocate), so no SIGBUS or ENOSPC can come
+ * from it. */
+int jv_prefault_write(void *addr, size_t len);
 
 int jv_rwlock_init(jv_rwlock *l);
 void jv_rwlock_destroy(jv_rwlock *l);

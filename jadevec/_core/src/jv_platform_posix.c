@@ -233,6 +233,21 @@ int jv_advise(void *addr, size_t len, int hint)
     return madvise((void *)start, len + (p - start), advice[hint]) == 0 ? 0 : errno;
 }
 
+int jv_prefault_write(void *addr, size_t len)
+{
+#ifdef MADV_POPULATE_WRITE
+    if (len == 0)
+        return 0;
+    uintptr_t p = (uintptr_t)addr, page = jv_page_size();
+    uintptr_t start = p & ~(page - 1);
+    return madvise((void *)start, len + (p - start), MADV_POPULATE_WRITE) == 0 ? 0 : errno;
+#else
+    (void)addr;
+    (void)len;
+    return ENOSYS;
+#endif
+}
+
 int jv_rwlock_init(jv_rwlock *l)
 {
     return pthread_rwlock_init(l, NULL);
