@@ -75,6 +75,7 @@ def test_default_dtype_is_float32():
 
 
 def test_view_outlives_owner():
+    gc.collect()  # buffers of earlier tests' garbage must not be freed mid-count
     before = aligned._live_buffers()
     arr = aligned_zeros((100, 16))
     arr[:] = np.arange(1600, dtype=np.float32).reshape(100, 16)
@@ -93,6 +94,7 @@ def test_view_outlives_owner():
 
 
 def test_freed_exactly_once():
+    gc.collect()  # buffers of earlier tests' garbage must not be freed mid-count
     before = aligned._live_buffers()
     bufs = [AlignedBuffer(1 << 12) for _ in range(10)]
     views = [memoryview(b) for b in bufs]
