@@ -121,14 +121,15 @@ def check_ids(ids: Any, arg: str = "ids", *, unique: bool = True) -> list[str]:
     out = list(ids)  # our own list: the caller may not mutate it under the backend
     # Fast path, all at C speed: plain str only, all ASCII (so bytes == chars),
     # lengths within bounds. Anything else goes through check_id one by one,
-    # which also finds the offending position for the message.
-    if not (
-        out
-        and set(map(type, out)) == {str}
-        and "".join(out).isascii()
-        and min(map(len, out)) > 0
-        and max(map(len, out)) <= MAX_ID_BYTES
-    ):
+    # which also finds the offending position for the message. (Cheapest
+    # forms measured on 10,000 ids: list.count compares types by identity;
+    # the set of lengths is a handful of ints, so min and max are free.)
+    if out and list(map(type, out)).count(str) == len(out) and "".join(out).isascii():
+        lengths = set(map(len, out))
+        fast = min(lengths) > 0 and max(lengths) <= MAX_ID_BYTES
+    else:
+        fast = False
+    if not fast:
         out = [check_id(v, f"{arg}[{i}]") for i, v in enumerate(out)]
     if unique and len(set(out)) != len(out):
         seen: dict[str, int] = {}
@@ -352,9 +353,18 @@ def _check_rows(array: np.ndarray, metric: str, arg: str) -> None:
         return
     # One pass for the common case, as in as_vector: finite positive squared
     # norms prove every row finite and non-zero; anything else is rechecked exactly.
-    squares = np.einsum("ij,ij->i", array, array)
-    if squares.min() > 0.0 and squares.max() < math.inf:
-        return
+    if metric == "cosine":
+        squares = np.einsum("ij,ij->i", array, array)
+        if squares.min() > 0.0 and squares.max() < math.inf:
+            return
+    else:
+        # Only finiteness matters: a finite sum of squares proves every value
+        # finite (NaN and Inf propagate), and BLAS computes it at twice einsum's speed.
+        flat = array.reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is rechecked below
+            total = np.dot(flat, flat)
+        if math.isfinite(total):
+            return
     finite = np.isfinite(array).all(axis=1)
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])

@@ -10,6 +10,7 @@ after a delete, ``StoreClosedError`` after close, and correct results while
 eviction, compaction, deletion and close race with readers.
 """
 
+import re
 import threading
 
 import numpy as np
@@ -299,3 +300,52 @@ def test_api_retrieve_checks_ids_exactly_as_check_id(tmp_path, name):
             db.retrieve(1)
     with pytest.raises(StoreClosedError):
         db.retrieve("a")
+
+
+# -- the API edge's fast checks for batch store (jadevec._validate) ------------------------
+
+
+def test_check_ids_fast_path_matches_the_slow_one():
+    from jadevec import _validate as v
+
+    class Sub(str):
+        pass
+
+    ids = [f"id{i}" for i in range(1000)]
+    assert v.check_ids(ids) == ids and v.check_ids(tuple(ids)) == ids
+    mixed = [*ids[:10], Sub("sub")]
+    out = v.check_ids(mixed)
+    assert out == mixed and all(type(i) is str for i in out)  # subclasses become str
+    for bad, where in [([*ids, 1], "ids[1000]"), ([*ids, ""], "ids[1000]"),
+                       (["x" * 1025, *ids], "ids[0]"), ([*ids[:5], "\ud800"], "ids[5]"),
+                       ([*ids[:3], "é" * 513], "ids[3]"), ([b"a"], "ids[0]")]:
+        with pytest.raises(InvalidInputError, match=re.escape(where)):
+            v.check_ids(bad)
+    assert v.check_ids(["x" * 1024, "é" * 512, "\x00"]) == ["x" * 1024, "é" * 512, "\x00"]
+    with pytest.raises(InvalidInputError, match="repeat"):
+        v.check_ids([*ids, "id7"])
+    assert v.check_ids(["a", "a"], unique=False) == ["a", "a"]
+
+
+@pytest.mark.parametrize("metric", ["l2", "dot", "cosine"])
+def test_as_batch_refuses_every_non_finite_value(metric):
+    from jadevec import _validate as v
+
+    rows = np.ones((50, 4), np.float32)
+    assert v.as_batch(rows, 50, 4, metric) is rows
+    for bad in (np.nan, np.inf, -np.inf):
+        for r, c in [(0, 0), (49, 3), (17, 2)]:
+            x = rows.copy()
+            x[r, c] = bad
+            with pytest.raises(InvalidInputError, match=f"row {r}"):
+                v.as_batch(x, 50, 4, metric)
+    # Finite values whose squares overflow float32 are finite: accepted (exact recheck).
+    huge = np.full((3, 4), 3e38, np.float32)
+    assert v.as_batch(huge, 3, 4, metric) is huge
+    zero = rows.copy()
+    zero[5] = 0
+    if metric == "cosine":
+        with pytest.raises(InvalidInputError, match="row 5"):
+            v.as_batch(zero, 50, 4, metric)
+    else:
+        assert v.as_batch(zero, 50, 4, metric) is zero
