@@ -41,7 +41,7 @@ EXTRA_SOURCES = {
         f"{SRC}/jv_records.c",
     ],
     "recovery": [f"{SRC}/jv_crc32c.c", f"{SRC}/jv_index.c", f"{SRC}/jv_records.c"],
-    "compaction": [f"{SRC}/jv_crc32c.c", f"{SRC}/jv_records.c"],
+    "compaction": [f"{SRC}/jv_crc32c.c", f"{SRC}/jv_index.c", f"{SRC}/jv_records.c"],
 }
 # Modules whose loops use prange (OpenMP) to spread work over every core.
 OPENMP_MODULES = {"kernels"}

@@ -10,9 +10,24 @@ to its close, so no write can slip in between the copy and the close.
 """
 
 from jadevec._core._types cimport float32_t, uint32_t, uint64_t
-from jadevec._core.layout cimport JV_ENTRY_LIVE, jv_hash, jv_id_record_size, jv_key_of_slot
+from jadevec._core.layout cimport (
+    JV_ENTRY_LIVE,
+    JV_SLOT_LIVE,
+    jv_crc32c,
+    jv_entry,
+    jv_entry_crc,
+    jv_hash,
+    jv_id_record,
+    jv_id_record_size,
+    jv_key_of_slot,
+    jv_slot,
+    jv_slot_crc,
+)
 from jadevec._core.vector_file cimport (
+    FILE_IDS,
+    FILE_INDEX,
     FILE_SLOTS,
+    FILE_VEC,
     ST_CORRUPT,
     ST_OS,
     Status,
@@ -37,14 +52,41 @@ def compact_into(VectorFile vf, dest):
     cdef uint32_t[::1] order
     cdef Status st
     cdef int rc = 0
+    cdef const jv_entry *e
+    cdef const jv_slot *rec
+    cdef uint64_t live = 0
     try:
-        slots = np.empty(vf.table.live, dtype=np.uint32)
+        # Every entry is checked before its slot is used (the table came from
+        # disk): a damaged file is refused rather than copied, so compaction
+        # never turns damage into a fresh, valid-looking file set.
+        for i in range(vf.table.size):
+            if vf.table.entries[i].flags == JV_ENTRY_LIVE:
+                live += 1
+        slots = np.empty(live, dtype=np.uint32)
         order = slots
         for i in range(vf.table.size):
-            if vf.table.entries[i].flags == JV_ENTRY_LIVE and n < vf.table.live:
-                order[n] = vf.table.entries[i].slot
-                n += 1
-                id_bytes += jv_id_record_size(vf.slot_rec(order[n - 1]).id_length)
+            e = &vf.table.entries[i]
+            if e.flags != JV_ENTRY_LIVE:
+                continue
+            if jv_entry_crc(e) != e.crc:
+                raise vf.corrupt(FILE_INDEX, f"entry {i}: entry checksum mismatch; "
+                                 f"compaction refused (run verify)")
+            if jv_key_of_slot(&vf.keys, e.slot, &key, &klen) != 0:
+                raise vf.corrupt(FILE_SLOTS, f"slot {e.slot} of index entry {i}: id "
+                                 f"reference out of bounds; compaction refused")
+            if jv_crc32c(0, key, klen) != (<const jv_id_record *>(key - 8)).crc:
+                raise vf.corrupt(FILE_IDS, f"id of slot {e.slot}: id checksum mismatch; "
+                                 f"compaction refused (run verify)")
+            rec = vf.slot_rec(e.slot)
+            if jv_slot_crc(rec) != rec.crc or rec.flags != JV_SLOT_LIVE:
+                raise vf.corrupt(FILE_SLOTS, f"slot {e.slot}: record checksum or flags "
+                                 f"bad; compaction refused (run verify)")
+            if jv_crc32c(0, vf.row(e.slot), vf.dimension * 4) != e.vector_crc:
+                raise vf.corrupt(FILE_VEC, f"slot {e.slot}: vector checksum mismatch; "
+                                 f"compaction refused (run verify)")
+            order[n] = e.slot
+            n += 1
+            id_bytes += jv_id_record_size(klen)
         slots = np.sort(slots[:n])
         order = slots
         new = VectorFile.create(dest, vf.dimension, capacity=n, hash_mask=vf.hash_mask)
