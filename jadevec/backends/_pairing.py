@@ -33,12 +33,17 @@ probability about 2**-64, and a collision can only choose ``meta`` over
 
 from __future__ import annotations
 
+import json
+import re
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["DROP", "Record", "fingerprints", "resolve"]
+from jadevec.errors import CorruptionError
+
+__all__ = ["DROP", "Record", "check_entry_fields", "check_record", "fingerprints",
+           "is_folder_id", "resolve"]
 
 
 class Record(NamedTuple):
@@ -102,3 +107,73 @@ def resolve(record: Record, live_fp: int | None) -> str | None | object:
     if record.prev_fp is None or live_fp == record.prev_fp:
         return record.prev_meta
     return None
+
+
+# -- checks of what a catalog read from disk (the bytes are untrusted) ---------------
+
+_I64 = (-(1 << 63), (1 << 63) - 1)
+_FOLDER_ID = re.compile(r"db-[0-9a-f]{12}")
+_METRICS = ("cosine", "dot", "l2")
+_STATES = ("creating", "live", "deleting")
+
+
+def is_folder_id(name: Any) -> bool:
+    """Whether ``name`` is a database folder id (``db-`` and 12 hex digits).
+
+    Anything a catalog names that is not one is never used as a path: recovery
+    removes the folders of orphaned ids, and ``..`` must never be one.
+    """
+    return isinstance(name, str) and _FOLDER_ID.fullmatch(name) is not None
+
+
+def _is_int(x: Any) -> bool:
+    return type(x) is int and _I64[0] <= x <= _I64[1]
+
+
+def _meta_ok(meta: Any) -> bool:
+    if meta is None:
+        return True
+    if not isinstance(meta, str):
+        return False
+    try:
+        return isinstance(json.loads(meta), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def check_record(source: str, vector_id: Any, meta: Any, fp: Any, prev_meta: Any,
+                 prev_fp: Any) -> Record:
+    """A metadata record read from ``source``, checked; ``CorruptionError`` if damaged.
+
+    ``meta`` and ``prev_meta`` must be ``None`` or the JSON text of an object,
+    ``fp`` a 64-bit int and ``prev_fp`` ``None`` or one.
+    """
+    if not isinstance(vector_id, str):
+        raise CorruptionError(f"{source}: a metadata record has id {vector_id!r}, not a str")
+    bad = ("fp" if not _is_int(fp)
+           else "prev_fp" if prev_fp is not None and not _is_int(prev_fp)
+           else "meta" if not _meta_ok(meta)
+           else "prev_meta" if not _meta_ok(prev_meta) else None)
+    if bad is not None:
+        raise CorruptionError(f"{source}: metadata record of id {vector_id!r}: field {bad!r} "
+                              f"is damaged")
+    return Record(meta, fp, prev_meta, prev_fp)
+
+
+def check_entry_fields(source: str, name: Any, dimension: Any, metric: Any, folder: Any,
+                       state: Any = "live") -> None:
+    """Check one database entry of a catalog; ``CorruptionError`` names the field.
+
+    A damaged entry must stop the open: skipping it would make its folder look
+    orphaned, and recovery removes orphaned folders.
+    """
+    field = ("name" if not isinstance(name, str) or not 0 < len(name) <= 128
+             else "dimension" if type(dimension) is not int or not 1 <= dimension <= 65536
+             else "metric" if metric not in _METRICS
+             else "folder" if not is_folder_id(folder)
+             else "state" if state not in _STATES else None)
+    if field is not None:
+        value = {"name": name, "dimension": dimension, "metric": metric, "folder": folder,
+                 "state": state}[field]
+        raise CorruptionError(f"{source}: database entry {name!r}: field {field!r} is "
+                              f"{value!r}"[:300])

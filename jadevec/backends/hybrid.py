@@ -42,13 +42,14 @@ that never stores metadata costs SQLite nothing on its write path.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from jadevec.backends._pairing import Record
+from jadevec.backends._pairing import Record, check_entry_fields, check_record, is_folder_id
 from jadevec.backends._persistent import (
     CREATING,
     DELETING,
@@ -56,7 +57,13 @@ from jadevec.backends._persistent import (
     CatalogEntry,
     PersistentBackend,
 )
-from jadevec.errors import CorruptionError, UnsupportedVersionError
+from jadevec.errors import (
+    CorruptionError,
+    JadevecError,
+    StorageFullError,
+    StoreLockedError,
+    UnsupportedVersionError,
+)
 
 __all__ = ["HybridBackend", "SqliteCatalog"]
 
@@ -90,6 +97,33 @@ CREATE TABLE IF NOT EXISTS vector_meta (
 # SQLite's default limit on host parameters is 32,766 (999 before 3.32).
 _CHUNK = 900
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _typed_errors(method: F) -> F:
+    """Turn what SQLite raises on a damaged, full or locked file into jadevec's errors.
+
+    A catalog page can be found damaged long after open (SQLite reads lazily),
+    so every method that touches the file goes through this.
+    """
+    @functools.wraps(method)
+    def wrapper(self: SqliteCatalog, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except JadevecError:
+            raise
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            text = str(exc)
+            where = f"catalog {str(self.path)!r}"
+            if "locked" in text or "busy" in text:
+                raise StoreLockedError(f"{where} is locked by another connection: {text}") \
+                    from exc
+            if "full" in text:
+                raise StorageFullError(f"{where}: {text}") from exc
+            raise CorruptionError(f"{where} is damaged ({type(exc).__name__}: {text}); "
+                                  f"restore it from a backup") from exc
+    return wrapper  # type: ignore[return-value]
+
 
 class SqliteCatalog:
     """The catalog, clean flag and metadata rows of a hybrid store, in one SQLite file.
@@ -120,13 +154,17 @@ class SqliteCatalog:
                                  (str(SCHEMA_VERSION),))
                 self._db.execute("INSERT OR IGNORE INTO store_state VALUES ('clean', '1')")
             state = dict(self._db.execute("SELECT key, value FROM store_state"))
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError, TypeError) as exc:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
             raise CorruptionError(f"catalog {str(path)!r} is not a readable SQLite file: {exc}") \
                 from exc
         version = state.get("format", "")
-        if not version.isdigit():
+        if not isinstance(version, str) or not version.isascii() or not version.isdigit():
+            self._db.close()
             raise CorruptionError(f"catalog {str(path)!r}: field 'format' is {version!r}")
         if int(version) > SCHEMA_VERSION:
+            self._db.close()
             raise UnsupportedVersionError(
                 f"catalog {str(path)!r} has schema version {version}; this jadevec reads "
                 f"up to {SCHEMA_VERSION}: upgrade jadevec")
@@ -135,17 +173,32 @@ class SqliteCatalog:
 
     # -- databases -----------------------------------------------------------------
 
+    @_typed_errors
     def entries(self) -> list[tuple[CatalogEntry, str]]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT name, dimension, metric, folder, state FROM databases").fetchall()
-        return [(CatalogEntry(n, d, m, f), s) for n, d, m, f, s in rows]
+        where = f"catalog {str(self.path)!r}"
+        out, seen = [], set()
+        for n, d, m, f, s in rows:
+            check_entry_fields(where, n, d, m, f, s)
+            if f in seen or n.lower() in seen:
+                raise CorruptionError(f"{where}: two databases share the folder or name of "
+                                      f"{n!r}")
+            seen.update((f, n.lower()))
+            out.append((CatalogEntry(n, d, m, f), s))
+        return out
 
+    def _record(self, vid: Any, meta: Any, fp: Any, prev_meta: Any, prev_fp: Any) -> Record:
+        return check_record(f"catalog {str(self.path)!r}", vid, meta, fp, prev_meta, prev_fp)
+
+    @_typed_errors
     def _set_state(self, entry: CatalogEntry, state: str) -> None:
         with self._lock:
             self._db.execute("UPDATE databases SET state = ? WHERE folder = ?",
                              (state, entry.folder))
 
+    @_typed_errors
     def begin_create(self, entry: CatalogEntry) -> None:
         with self._lock:
             self._db.execute(
@@ -160,6 +213,7 @@ class SqliteCatalog:
     def begin_delete(self, entry: CatalogEntry) -> None:
         self._set_state(entry, DELETING)
 
+    @_typed_errors
     def finish_delete(self, entry: CatalogEntry) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -168,6 +222,7 @@ class SqliteCatalog:
             self._db.execute("COMMIT")
             self._has_rows.pop(entry.folder, None)
 
+    @_typed_errors
     def set_clean(self, clean: bool) -> None:
         """Record the clean flag durably (``synchronous=FULL`` for this commit)."""
         with self._lock:
@@ -180,6 +235,7 @@ class SqliteCatalog:
 
     # -- metadata rows ---------------------------------------------------------------
 
+    @_typed_errors
     def has_any(self, folder: str) -> bool:
         known = self._has_rows.get(folder)
         if known is None:
@@ -189,13 +245,15 @@ class SqliteCatalog:
             known = self._has_rows[folder] = row is not None
         return known
 
+    @_typed_errors
     def get(self, folder: str, vector_id: str) -> Record | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT meta, fp, prev_meta, prev_fp FROM vector_meta WHERE folder = ? AND id = ?",
                 (folder, vector_id)).fetchone()
-        return None if row is None else Record(*row)
+        return None if row is None else self._record(vector_id, *row)
 
+    @_typed_errors
     def get_many(self, folder: str, ids: Sequence[str]) -> dict[str, Record]:
         found: dict[str, Record] = {}
         with self._lock:
@@ -205,9 +263,10 @@ class SqliteCatalog:
                 for vid, *rest in self._db.execute(
                     "SELECT id, meta, fp, prev_meta, prev_fp FROM vector_meta "
                     f"WHERE folder = ? AND id IN ({marks})", [folder, *part]):
-                    found[vid] = Record(*rest)
+                    found[vid] = self._record(vid, *rest)
         return found
 
+    @_typed_errors
     def put(self, folder: str, items: list[tuple[str, Record]]) -> None:
         if not items:
             return
@@ -223,6 +282,7 @@ class SqliteCatalog:
                 raise
             self._has_rows[folder] = True
 
+    @_typed_errors
     def remove(self, folder: str, ids: Sequence[str]) -> None:
         if not ids:
             return
@@ -230,13 +290,15 @@ class SqliteCatalog:
             self._db.executemany("DELETE FROM vector_meta WHERE folder = ? AND id = ?",
                                  [(folder, vid) for vid in ids])
 
+    @_typed_errors
     def all(self, folder: str) -> dict[str, Record]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, meta, fp, prev_meta, prev_fp FROM vector_meta WHERE folder = ?",
                 (folder,)).fetchall()
-        return {vid: Record(*rest) for vid, *rest in rows}
+        return {vid: self._record(vid, *rest) for vid, *rest in rows}
 
+    @_typed_errors
     def rewrite(self, folder: str, records: dict[str, Record]) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -254,19 +316,22 @@ class SqliteCatalog:
     def compact(self, folder: str) -> None:
         """Nothing to do: SQLite reuses the pages of deleted rows."""
 
+    @_typed_errors
     def drop(self, folder: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM vector_meta WHERE folder = ?", (folder,))
             self._has_rows.pop(folder, None)
 
+    @_typed_errors
     def folders(self) -> set[str]:
         """Folders that own metadata rows (recovery drops those of no live database)."""
         with self._lock:
             rows = self._db.execute("SELECT DISTINCT folder FROM vector_meta").fetchall()
-        return {f for (f,) in rows}
+        return {f for (f,) in rows if is_folder_id(f)}
 
     # -- lifecycle -------------------------------------------------------------------
 
+    @_typed_errors
     def sync(self) -> None:
         """Make every committed row durable: a WAL checkpoint syncs the WAL first."""
         with self._lock:
@@ -285,7 +350,7 @@ class SqliteCatalog:
                     # Fail at once rather than wait for a reader to go away.
                     self._db.execute("PRAGMA busy_timeout=0")
                     self._db.execute("PRAGMA journal_mode=DELETE")
-                except sqlite3.OperationalError:  # a reader holds it: stay in WAL
+                except sqlite3.DatabaseError:  # a reader holds it (or it is damaged): stay
                     pass
             self._db.close()
 

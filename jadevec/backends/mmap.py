@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from jadevec.backends._pairing import Record
+from jadevec.backends._pairing import Record, check_entry_fields, check_record, is_folder_id
 from jadevec.backends._persistent import LIVE, CatalogEntry, PersistentBackend, fsync_dir
 from jadevec.backends._vector_store import MemoryMappedVectorStore
 from jadevec.errors import CorruptionError, UnsupportedVersionError
@@ -85,22 +85,40 @@ class JsonCatalog:
             self._write(clean=True)
 
     def _load(self) -> None:
+        where = f"manifest {str(self.path)!r}"
         try:
             doc = json.loads(self.path.read_bytes())
-            if doc.get("format") != _FORMAT:
-                raise CorruptionError(
-                    f"{str(self.path)!r}: field 'format' is {doc.get('format')!r}")
-            if int(doc["version"]) > FORMAT_VERSION:
-                raise UnsupportedVersionError(
-                    f"{str(self.path)!r} has version {doc['version']}; this jadevec reads up to "
-                    f"{FORMAT_VERSION}: upgrade jadevec")
-            for d in doc["databases"]:
-                entry = CatalogEntry(str(d["name"]), int(d["dimension"]), str(d["metric"]),
-                                     str(d["folder"]))
-                self._entries[entry.folder] = entry
-            self.was_clean = bool(doc["clean"])
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CorruptionError(f"manifest {str(self.path)!r} is damaged: {exc!r}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise CorruptionError(f"{where} is damaged: {exc!r}") from exc
+        if not isinstance(doc, dict):
+            raise CorruptionError(f"{where} is damaged: not a JSON object")
+        if doc.get("format") != _FORMAT:
+            raise CorruptionError(f"{where}: field 'format' is {doc.get('format')!r}"[:300])
+        version = doc.get("version")
+        if type(version) is not int or version < 1:
+            raise CorruptionError(f"{where}: field 'version' is {version!r}"[:300])
+        if version > FORMAT_VERSION:
+            raise UnsupportedVersionError(
+                f"{str(self.path)!r} has version {version}; this jadevec reads up to "
+                f"{FORMAT_VERSION}: upgrade jadevec")
+        databases, clean = doc.get("databases"), doc.get("clean")
+        if not isinstance(databases, list):
+            raise CorruptionError(f"{where}: field 'databases' is not a list")
+        if not isinstance(clean, bool):
+            raise CorruptionError(f"{where}: field 'clean' is {clean!r}"[:300])
+        names: set[str] = set()
+        for d in databases:
+            if not isinstance(d, dict):
+                raise CorruptionError(f"{where}: a database entry is {d!r}"[:300])
+            check_entry_fields(where, d.get("name"), d.get("dimension"), d.get("metric"),
+                               d.get("folder"))
+            entry = CatalogEntry(d["name"], d["dimension"], d["metric"], d["folder"])
+            if entry.folder in self._entries or entry.name.lower() in names:
+                raise CorruptionError(f"{where}: two databases share the folder or name of "
+                                      f"{entry.name!r}")
+            names.add(entry.name.lower())
+            self._entries[entry.folder] = entry
+        self.was_clean = clean
 
     def _write(self, clean: bool) -> None:
         doc = {
@@ -165,16 +183,18 @@ class JsonCatalog:
         # A complete log ends with a newline, so the last piece is empty; a
         # non-empty one is an append torn by a power loss and never acknowledged.
         for number, line in enumerate(lines[:-1], start=1):
+            where = f"metadata log {str(path)!r}: line {number}"
             try:
                 item = json.loads(line)
-                if len(item) == 1:
-                    records.pop(item[0], None)
-                else:
-                    vid, meta, fp, prev_meta, prev_fp = item
-                    records[vid] = Record(meta, fp, prev_meta, prev_fp)
-            except (ValueError, TypeError) as exc:
-                raise CorruptionError(
-                    f"metadata log {str(path)!r}: line {number} is damaged ({exc})") from exc
+            except (ValueError, RecursionError) as exc:
+                raise CorruptionError(f"{where} is damaged ({exc})") from exc
+            if not isinstance(item, list) or len(item) not in (1, 5) \
+                    or not isinstance(item[0], str):
+                raise CorruptionError(f"{where} is damaged (not [id] or a 5-item record)")
+            if len(item) == 1:
+                records.pop(item[0], None)
+            else:
+                records[item[0]] = check_record(where, *item)
         return records
 
     def _append(self, folder: str, lines: list[Any]) -> None:
@@ -247,7 +267,8 @@ class JsonCatalog:
         """Folders that own a metadata log (recovery drops those of no database)."""
         if not self._meta_dir.is_dir():
             return set()
-        return {p.name[: -len(".jsonl")] for p in self._meta_dir.glob("*.jsonl")}
+        names = (p.name[: -len(".jsonl")] for p in self._meta_dir.glob("*.jsonl"))
+        return {n for n in names if is_folder_id(n)}
 
     # -- lifecycle -------------------------------------------------------------------
 
