@@ -87,6 +87,8 @@ cdef class MappedFile:
         self.lock_ready = False
         self.path = os.fsdecode(os.fspath(path))
         self.path_bytes = os.fsencode(self.path)
+        if b"\0" in self.path_bytes:  # C would stop at the NUL: another file
+            raise ValueError(f"path must not contain a NUL byte, got {self.path!r}")
         if jv_rwlock_init(&self.maplock) != 0:
             raise MemoryError("cannot create the mapping lock")
         self.lock_ready = True
@@ -123,7 +125,10 @@ cdef class MappedFile:
         self._closed = False
 
     def __dealloc__(self):
-        if not self._closed:
+        # __cinit__ may have failed before its first line (a missing or wrong
+        # argument): the fields are then zero, so _closed is False with no map
+        # and no lock. Only a mapping that was made is closed.
+        if not self._closed and self.map != NULL and self.lock_ready:
             self.c_close()
         if self.lock_ready:
             jv_rwlock_destroy(&self.maplock)

@@ -258,6 +258,9 @@ cdef class VectorFile:
 
     def __cinit__(self):
         self.closed = True
+        # A bare VectorFile() (never created or opened) is closed; its errors
+        # still need a path to name.
+        self.path = "<VectorFile not opened>"
         self.hash_mask = UINT64_MAX
         self.check_reads = True
         self._report = None

@@ -722,7 +722,7 @@ def main() -> None:
     ap.add_argument("--mutant", type=int)
     ap.add_argument("--only", choices=CLASSES)
     ap.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1))
-    ap.add_argument("--timeout", type=float, default=20.0)
+    ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--templates")
