@@ -129,6 +129,25 @@ def folder_of(name: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _vectors_held(folder: Path) -> str | None:
+    """What an orphaned vector folder holds that recovery must not delete, or ``None``.
+
+    A crash can only orphan an empty file set (a creation that never
+    returned); a folder with vectors, or one that cannot be read, is orphaned
+    by a damaged catalog and is kept.
+    """
+    from jadevec._core.vector_file import VectorFile
+
+    if not (folder / "vectors.jvdb").exists():
+        return None
+    try:
+        with VectorFile.open(folder, read_only=True) as vf:
+            n = len(vf)
+    except Exception as exc:  # noqa: BLE001 - unreadable: keep it for a human
+        return f"an unreadable file set ({type(exc).__name__})"
+    return f"{n} vectors" if n else None
+
+
 def fsync_dir(path: Path) -> None:
     """Make a directory's entries (created, renamed, removed files) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -425,6 +444,11 @@ class PersistentBackend(Backend):
         catalog = self._catalog
         for entry, state in entries:
             if state == CREATING:
+                held = _vectors_held(self.path / VECTORS_DIR / entry.folder)
+                if held:  # a creation that never returned stored nothing: damage
+                    actions.append(f"kept database {entry.name!r}: marked as being created, "
+                                   f"but its folder holds {held} (is the catalog damaged?)")
+                    continue
                 self._remove_files(entry.folder)
                 catalog.finish_delete(entry)
                 actions.append(f"rolled back the unfinished creation of database {entry.name!r}")
@@ -439,6 +463,11 @@ class PersistentBackend(Backend):
         names = [p.name for p in vectors_dir.iterdir()] if vectors_dir.is_dir() else []
         on_disk = {f for f in map(folder_of, names) if f is not None}
         for folder in sorted((on_disk | catalog.folders()) - live):
+            held = _vectors_held(vectors_dir / folder)
+            if held:  # a damaged catalog entry must not cost the data: keep it
+                actions.append(f"kept folder {folder!r}: no database names it, but it holds "
+                               f"{held} (is the catalog damaged?)")
+                continue
             self._remove_files(folder)
             actions.append(f"removed orphaned folder {folder!r} that no database names")
         if actions and vectors_dir.is_dir():
