@@ -215,7 +215,8 @@ cdef list load_headers(VectorFile vf, jv_commit best):
             or ih.table_size & (ih.table_size - 1) or ih.table_size > (1ULL << 40)):
         raise vf.corrupt(FILE_INDEX, f"header fields entry_size={ih.entry_size} "
                          f"table_size={ih.table_size}")
-    if vf.index._size < JV_FILE_HEADER + ih.table_size * sizeof(jv_entry):
+    if (vf.index._size < JV_FILE_HEADER
+            or ih.table_size > (vf.index._size - JV_FILE_HEADER) // sizeof(jv_entry)):
         raise vf.corrupt(FILE_INDEX, f"file is {vf.index._size} bytes, table_size "
                          f"{ih.table_size} needs "
                          f"{JV_FILE_HEADER + ih.table_size * sizeof(jv_entry)} (truncated)")
@@ -233,8 +234,9 @@ cdef int count_table(VectorFile vf) except -1:
     """Recount live and tombstone entries (read-only open of a dirty file)."""
     cdef uint64_t i, live = 0, tombs = 0
     cdef uint64_t size = vf.table.size
-    if (size < 8 or size & (size - 1)
-            or vf.index._size < JV_FILE_HEADER + size * sizeof(jv_entry)):
+    # Divide rather than multiply: a damaged table_size (2^62) times 32 wraps.
+    if (size < 8 or size & (size - 1) or vf.index._size < JV_FILE_HEADER
+            or size > (vf.index._size - JV_FILE_HEADER) // sizeof(jv_entry)):
         raise vf.corrupt(FILE_INDEX, f"table_size {size} unusable; open the file "
                          f"for writing once to rebuild it")
     for i in range(size):

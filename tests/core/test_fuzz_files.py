@@ -103,3 +103,27 @@ def test_compaction_refuses_a_damaged_vector(tmp_path):
     with pytest.raises(CorruptionError, match="vector checksum"):
         vf.compact_into(tmp_path / "out")
     vf.close()
+
+
+def test_read_only_open_of_a_stale_index_with_a_huge_table_size(tmp_path):
+    """table_size 2^62 * 32 wrapped to 0 in the read-only recount: SIGSEGV."""
+    code = f"""
+import struct, numpy as np
+from jadevec._core.vector_file import VectorFile, crc32c
+from jadevec.errors import CorruptionError
+p = {str(tmp_path / 'set')!r}
+with VectorFile.create(p, 4) as vf:
+    vf.put("a", np.ones(4, np.float32))
+h = bytearray(open(p + "/index.jvix", "rb").read(64))
+struct.pack_into("<Q", h, 8, 999)       # a stale generation: the open needs recovery
+struct.pack_into("<Q", h, 16, 1 << 62)  # table_size
+struct.pack_into("<I", h, 60, crc32c(bytes(h[:60])))
+with open(p + "/index.jvix", "r+b") as f:
+    f.write(h)
+try:
+    VectorFile.open(p, read_only=True)
+except CorruptionError as exc:
+    assert "index.jvix" in str(exc), exc
+    print("refused")
+"""
+    assert "refused" in _run_isolated(code, tmp_path)
