@@ -657,9 +657,12 @@ def drive(seed: int, numbers: list[int], only: str | None, jobs: int, timeout: f
                 cmd += ["--only", only]
             if verbose:
                 cmd.append("--verbose")
-            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            # stderr goes to a file: recovery logs a warning per mutant, and a
+            # pipe nobody reads fills up and blocks the worker (a false hang).
+            err = tempfile.TemporaryFile()
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
             procs.append({"p": p, "todo": list(todo), "cur": None, "t": time.monotonic(),
-                          "buf": b""})
+                          "buf": b"", "err": err})
 
         (base / "work").mkdir()
         for c in chunks:
@@ -689,7 +692,9 @@ def drive(seed: int, numbers: list[int], only: str | None, jobs: int, timeout: f
                     if hung:
                         p.kill()
                     p.wait()
-                    err = p.stderr.read().decode(errors="replace")
+                    w["err"].seek(0)
+                    err = w["err"].read().decode(errors="replace")
+                    w["err"].close()
                     procs.remove(w)
                     if w["cur"] is not None:
                         n = w["cur"]
