@@ -119,19 +119,14 @@ def check_ids(ids: Any, arg: str = "ids", *, unique: bool = True) -> list[str]:
             f"{arg} must be a list or other iterable of str, got {_type_name(ids)} {_shown(ids)}"
         )
     out = list(ids)  # our own list: the caller may not mutate it under the backend
-    # Fast path, all at C speed: plain str only, all ASCII (so bytes == chars),
-    # lengths within bounds. Anything else goes through check_id one by one,
-    # which also finds the offending position for the message. (Cheapest
-    # forms measured on 10,000 ids: list.count compares types by identity;
-    # the set of lengths is a handful of ints, so min and max are free.)
-    if out and list(map(type, out)).count(str) == len(out) and "".join(out).isascii():
-        lengths = set(map(len, out))
-        fast = min(lengths) > 0 and max(lengths) <= MAX_ID_BYTES
-    else:
-        fast = False
-    if not fast:
+    # Fast path, one C pass (scan_ids): exact str, ASCII (so bytes == chars),
+    # 1..MAX_ID_BYTES long, and no repeats. Anything else is checked the slow
+    # way, which also finds the offending position for the message.
+    bad, repeat = (_scan_ids or _load_scan_ids())(out, MAX_ID_BYTES)
+    if bad >= 0 and repeat < 0:
         out = [check_id(v, f"{arg}[{i}]") for i, v in enumerate(out)]
-    if unique and len(set(out)) != len(out):
+        repeat = -1 if len(set(out)) == len(out) else 0
+    if unique and repeat >= 0:
         seen: dict[str, int] = {}
         for i, v in enumerate(out):
             if v in seen:
@@ -140,6 +135,18 @@ def check_ids(ids: Any, arg: str = "ids", *, unique: bool = True) -> list[str]:
                 )
             seen[v] = i
     return out
+
+
+_scan_ids: Any = None
+
+
+def _load_scan_ids() -> Any:
+    # Bound on first use: importing jadevec loads no compiled module.
+    global _scan_ids
+    from jadevec._core.id_index import scan_ids
+
+    _scan_ids = scan_ids
+    return scan_ids
 
 
 def _is_iterable(value: Any) -> bool:

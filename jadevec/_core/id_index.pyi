@@ -4,11 +4,12 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import Self, disjoint_base
 
-__all__ = ["IdIndex", "hash_id", "MAX_ID_BYTES"]
+__all__ = ["IdIndex", "hash_id", "scan_ids", "MAX_ID_BYTES"]
 
 MAX_ID_BYTES: int
 
 def hash_id(vector_id: str | bytes | bytearray) -> int: ...
+def scan_ids(ids: list[str], max_length: int = ...) -> tuple[int, int]: ...
 
 @disjoint_base
 class IdIndex:

@@ -15,8 +15,8 @@ Not thread-safe by itself; ``VectorFile`` guards its table with its lock.
 
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport UINT32_MAX, UINT64_MAX
-from libc.stdlib cimport calloc, free, realloc
-from libc.string cimport memcpy
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memset
 
 cimport numpy as cnp
 
@@ -42,7 +42,7 @@ from jadevec.errors import InvalidInputError
 
 cnp.import_array()
 
-__all__ = ["IdIndex", "hash_id", "MAX_ID_BYTES"]
+__all__ = ["IdIndex", "hash_id", "scan_ids", "MAX_ID_BYTES"]
 
 MAX_ID_BYTES = JV_MAX_ID_BYTES
 
@@ -85,6 +85,86 @@ def hash_id(vector_id):
         return jv_hash(&raw[0], raw.shape[0])
     utf8_id(vector_id, &p, &n, "vector_id")
     return jv_hash(p, n)
+
+
+cdef extern from "Python.h":
+    # Direct access to a str's storage: an ASCII str is its own UTF-8 encoding.
+    bint PyUnicode_IS_ASCII(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    void *PyUnicode_DATA(object o)
+
+
+cdef Py_ssize_t first_duplicate(const char **keys, const Py_ssize_t *lengths, Py_ssize_t n,
+                                Py_ssize_t *first) except -2 nogil:
+    """Return the smallest j with keys[j] equal to an earlier keys[i] (i in *first), or -1."""
+    cdef size_t size = 16, mask, h
+    cdef Py_ssize_t j, other
+    cdef uint64_t *hashes
+    cdef Py_ssize_t *table
+    while size < <size_t>n * 2:
+        size *= 2
+    mask = size - 1
+    hashes = <uint64_t *>malloc(n * sizeof(uint64_t) + 1)
+    table = <Py_ssize_t *>malloc(size * sizeof(Py_ssize_t))
+    if hashes == NULL or table == NULL:
+        free(hashes)
+        free(table)
+        with gil:
+            raise MemoryError()
+    memset(table, 0xFF, size * sizeof(Py_ssize_t))  # every slot -1: empty
+    try:
+        for j in range(n):
+            hashes[j] = jv_hash(keys[j], lengths[j])
+            h = hashes[j] & mask
+            while table[h] != -1:  # at most n entries in 2n slots: always terminates
+                other = table[h]
+                if (hashes[other] == hashes[j] and lengths[other] == lengths[j]
+                        and memcmp(keys[other], keys[j], lengths[j]) == 0):
+                    first[0] = other
+                    return j
+                h = (h + 1) & mask
+            table[h] = j
+        return -1
+    finally:
+        free(hashes)
+        free(table)
+
+
+def scan_ids(list ids not None, Py_ssize_t max_length=JV_MAX_ID_BYTES):
+    """Check a list of ids in one C pass: the fast path of id validation.
+
+    Returns ``(-1, -1)`` when every item is an exact ``str``, ASCII, of 1 to
+    ``max_length`` characters, and no id repeats; ``(i, -1)`` when ``ids[i]``
+    is not such a str (the caller checks it the slow way, for its message);
+    ``(i, j)`` when ``ids[j]`` repeats ``ids[i]`` (the smallest such ``j``).
+    The list must not change during the call (the caller passes its own copy).
+    """
+    cdef Py_ssize_t n = len(ids), i, length, dup, first = -1
+    cdef object item
+    cdef const char **keys = <const char **>malloc(n * sizeof(char *) + 1)
+    cdef Py_ssize_t *lengths = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t) + 1)
+    if keys == NULL or lengths == NULL:
+        free(keys)
+        free(lengths)
+        raise MemoryError()
+    try:
+        for i in range(n):
+            item = ids[i]
+            if type(item) is not str or not PyUnicode_IS_ASCII(item):
+                return (i, -1)
+            length = PyUnicode_GET_LENGTH(item)
+            if length < 1 or length > max_length:
+                return (i, -1)
+            keys[i] = <const char *>PyUnicode_DATA(item)
+            lengths[i] = length
+        with nogil:
+            dup = first_duplicate(keys, lengths, n, &first)
+        if dup < 0:
+            return (-1, -1)
+        return (first, dup)
+    finally:
+        free(keys)
+        free(lengths)
 
 
 cdef int memory_key(void *ctx, uint32_t slot, const char **key, uint32_t *length) noexcept nogil:

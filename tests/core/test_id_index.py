@@ -99,3 +99,43 @@ class IndexMachine(RuleBasedStateMachine):
 
 TestIndexMachine = IndexMachine.TestCase
 TestIndexMachine.settings = settings(max_examples=60, stateful_step_count=60, deadline=None)
+
+
+# ---------------------------------------------------------------- scan_ids
+
+
+def test_scan_ids_accepts_unique_ascii_ids():
+    from jadevec._core.id_index import MAX_ID_BYTES, scan_ids
+
+    assert scan_ids([]) == (-1, -1)
+    assert scan_ids(["a", "b", "x" * MAX_ID_BYTES, "a\x00b"]) == (-1, -1)
+
+
+def test_scan_ids_reports_the_first_repeat():
+    from jadevec._core.id_index import scan_ids
+
+    assert scan_ids(["a", "b", "c", "b", "a"]) == (1, 3)
+    ids = [f"id-{i}" for i in range(5000)] + ["id-4321"]
+    assert scan_ids(ids) == (4321, 5000)
+
+
+@pytest.mark.parametrize(
+    "ids,position",
+    [(["a", 1], 1), (["a", "é"], 1), (["", "a"], 0), (["x" * 1025], 0), ([b"a"], 0)],
+    ids=["not-str", "non-ascii", "empty", "too-long", "bytes"],
+)
+def test_scan_ids_leaves_other_items_to_the_slow_path(ids, position):
+    from jadevec._core.id_index import scan_ids
+
+    assert scan_ids(ids) == (position, -1)
+
+
+def test_scan_ids_str_subclass_takes_the_slow_path():
+    from jadevec._core.id_index import scan_ids
+
+    class Name(str):
+        pass
+
+    assert scan_ids(["a", Name("b")]) == (1, -1)
+    with pytest.raises(TypeError):
+        scan_ids(None)
