@@ -829,7 +829,11 @@ cdef class VectorFile:
                 f"vectors has {vectors.shape[0]} rows for {m} ids")
         if m == 0:
             return 0
-        cdef const float32_t[:, ::1] rows = vectors
+        # as_rows gave a C-contiguous float32 array; a raw pointer (not a
+        # memoryview) because a closed file has dimension 0 and put_locked
+        # refuses it before reading anything.
+        cdef const float32_t *rows = <const float32_t *>cnp.PyArray_DATA(vectors)
+        cdef Py_ssize_t dim = self.dimension
         cdef uint64_t replaced = 0
         cdef IdBatch b
         cdef Status st
@@ -844,7 +848,7 @@ cdef class VectorFile:
                 if rc == 0:
                     self.prefault_append(m)
                     for i in range(m):
-                        rc = self.put_locked(b.hashes[i], b.keys[i], b.lengths[i], &rows[i, 0],
+                        rc = self.put_locked(b.hashes[i], b.keys[i], b.lengths[i], rows + i * dim,
                                              False, &st)
                         if rc < 0:
                             break
@@ -884,12 +888,14 @@ cdef class VectorFile:
         found : numpy.ndarray, bool, shape (len(ids),)
         """
         ids = id_list(ids)
-        cdef Py_ssize_t i, m = len(ids)
-        out = np.empty((m, self.dimension), dtype=np.float32)
+        cdef Py_ssize_t i, m = len(ids), dim = self.dimension
+        out = np.empty((m, dim), dtype=np.float32)
         found = np.zeros(m, dtype=np.bool_)
         if m == 0:
             return out, found
-        cdef float32_t[:, ::1] dst = out
+        # A raw pointer, not a memoryview: a closed (or never opened) file has
+        # dimension 0, and get_locked refuses it before writing anything.
+        cdef float32_t *dst = <float32_t *>cnp.PyArray_DATA(out)
         cdef uint8_t[::1] hit = found.view(np.uint8)
         cdef IdBatch b
         cdef Status st
@@ -899,7 +905,7 @@ cdef class VectorFile:
             with nogil:
                 jv_rdlock(&self.lock)
                 for i in range(m):
-                    rc = self.get_locked(b.hashes[i], b.keys[i], b.lengths[i], &dst[i, 0], &st)
+                    rc = self.get_locked(b.hashes[i], b.keys[i], b.lengths[i], dst + i * dim, &st)
                     if rc < 0:
                         break
                     hit[i] = rc
