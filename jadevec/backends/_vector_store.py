@@ -224,9 +224,17 @@ class MemoryMappedVectorStore:
 
     def _retry(self, database_id: str, stale: VectorFile, op: Callable[[VectorFile], T]) -> T:
         """Run ``op`` again after ``stale`` was closed under us by a lifecycle call."""
-        if self._closed or self._files.get(database_id) is stale:
-            raise StoreClosedError(f"the vector file set of {database_id!r} is closed")
-        return op(self._file(database_id))
+        # Under the lock: a compaction closes the file before it drops it from
+        # the table, so without the lock ``stale`` may still be listed here.
+        while True:
+            with self._lock:
+                if self._closed or self._files.get(database_id) is stale:
+                    raise StoreClosedError(f"the vector file set of {database_id!r} is closed")
+                vf = self._file(database_id)
+            try:
+                return op(vf)
+            except StoreClosedError:
+                stale = vf  # compacted again meanwhile: reopen again
 
     def store_vector(self, database_id: str, vector_id: str, values: Any) -> None:
         """Store ``values`` under ``vector_id``, replacing any vector it had."""
@@ -334,11 +342,15 @@ class MemoryMappedVectorStore:
         survives a killed process; only :meth:`sync` survives a power loss.
         """
         for vf in self._open_files(database_id):
-            if not vf.closed:
+            try:
                 vf.flush()
+            except StoreClosedError:
+                pass  # closed since listed (eviction, compaction): its close synced it
 
     def sync(self, database_id: str | None = None) -> None:
         """Checkpoint the open file sets (all, or one): durable when this returns."""
         for vf in self._open_files(database_id):
-            if not vf.closed:
+            try:
                 vf.checkpoint()
+            except StoreClosedError:
+                pass  # closed since listed (eviction, compaction): its close synced it
