@@ -142,7 +142,10 @@ class OpenFiles:
         """
         with self._lock:
             entry = self._open.get(key)
-            if entry is not None and not self._closed:  # already open: the common case
+            # Already open is the common case; a retired key (its database is
+            # being deleted) refuses new users at once, even while retire()
+            # still waits for the current ones.
+            if entry is not None and not self._closed and key not in self._retired:
                 entry.pins += 1
                 return entry
             if self._closed:

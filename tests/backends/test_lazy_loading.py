@@ -70,9 +70,11 @@ def test_retire_waits_for_users_and_refuses_new_ones():
     files = OpenFiles(store, max_open=4)
     files.acquire("a")
     done = threading.Event()
-    retirer = threading.Thread(target=lambda: (files.retire("a"), done.set()))
+    retirer = threading.Thread(target=lambda: (files.retire("a"), done.set()), daemon=True)
     retirer.start()
     assert not done.wait(0.2)  # still pinned by us
+    with pytest.raises(DatabaseNotFoundError):
+        files.acquire("a")  # refused at once, while retire still waits for us
     files.release("a")
     assert done.wait(10)
     retirer.join()
