@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import ItemsView, KeysView, Mapping, Set, ValuesView
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,10 @@ from jadevec.errors import (
 MAX_ID_BYTES = 1024
 #: Largest dimension a database may have.
 MAX_DIMENSION = 65_536
+#: Deepest metadata, in levels of dict and list (the top-level dict is level 1).
+#: Every reader must parse back what was written, and json.loads recurses once
+#: per level: 64 leaves it far from any recursion limit.
+MAX_METADATA_DEPTH = 64
 #: What a database name must match (fully).
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 #: The store options every backend accepts, with their defaults.
@@ -44,6 +48,20 @@ _F32 = np.dtype(np.float32)
 # Dtype kinds accepted as vector input: signed, unsigned, float. Bool ('b') is
 # refused: True/False are not coordinates, and accepting them hides mistakes.
 _REAL_KINDS = frozenset("iuf")
+# A vector is refused when its squared Euclidean norm, summed exactly (in
+# float64), exceeds the largest float32: the kernels would score it as inf.
+_NORM2_MAX = float(np.finfo(np.float32).max)
+# The fast checks sum squares in float32 and accept a total below 2**127, half
+# the float32 range. Float32 rounding cannot lose half of a row's squares (a
+# row has at most MAX_DIMENSION of them), so a total under 2**127 proves every
+# row within _NORM2_MAX; anything larger is rechecked exactly, row by row.
+_FAST_NORM2 = 2.0**127
+# Python bools and numpy bools, which numpy silently turns into 1 and 0 when
+# they are mixed with numbers in a list.
+_BOOL_TYPES = (bool, np.bool_)
+# Exact types that need no closer look (type(True) is bool, not int).
+_PLAIN_NUMBERS = frozenset({float, int})
+_PLAIN_LISTS = frozenset({list, tuple})
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -118,6 +136,13 @@ def check_ids(ids: Any, arg: str = "ids", *, unique: bool = True) -> list[str]:
         raise InvalidInputError(
             f"{arg} must be a list or other iterable of str, got {_type_name(ids)} {_shown(ids)}"
         )
+    if isinstance(ids, _UNORDERED):
+        # Ids are paired with rows (and results) by position: an unordered
+        # collection would pair them in hash order, which changes between runs.
+        raise InvalidInputError(
+            f"{arg} must be an ordered sequence of str (pass a list, for example "
+            f"sorted(ids)), got unordered {_type_name(ids)} {_shown(ids)}"
+        )
     out = list(ids)  # our own list: the caller may not mutate it under the backend
     # Fast path, one C pass (scan_ids): exact str, ASCII (so bytes == chars),
     # 1..MAX_ID_BYTES long, and no repeats. Anything else is checked the slow
@@ -136,6 +161,10 @@ def check_ids(ids: Any, arg: str = "ids", *, unique: bool = True) -> list[str]:
             seen[v] = i
     return out
 
+
+# Collections without an order of their own. dict keeps insertion order, but
+# passing a mapping (or a view of one) as ids is almost always a mistake.
+_UNORDERED = (Set, Mapping, KeysView, ValuesView, ItemsView)
 
 _scan_ids: Any = None
 
@@ -238,11 +267,64 @@ def _to_float32(value: Any, arg: str) -> np.ndarray:
             f"{arg} must hold real numbers (int or float), got dtype {array.dtype} "
             f"from {_type_name(value)} {_shown(value)}"
         )
+    if isinstance(value, (list, tuple)):
+        # numpy turns [1, True, 0, False] into an int array, so bools mixed with
+        # numbers are only visible in the list itself.
+        found = _find_bool(value)
+        if found is not None:
+            where, what = found
+            raise InvalidInputError(
+                f"{arg} must hold real numbers (int or float), not bool: got {what} at "
+                f"{arg}{where}"
+            )
     if array.dtype != _F32:
         # Overflow to inf is expected here and reported by the finiteness check.
         with np.errstate(over="ignore", invalid="ignore"):
             array = array.astype(_F32)
     return np.ascontiguousarray(array)
+
+
+def _has_bool(seq: list | tuple) -> bool:
+    """Whether a bool (Python or numpy, or a bool array) is anywhere in nested lists."""
+    stack = [seq]
+    while stack:
+        item = stack.pop()
+        kinds = set(map(type, item))  # one C-level pass over the elements
+        if kinds <= _PLAIN_NUMBERS:  # the common row: only float and int
+            continue
+        if kinds <= _PLAIN_LISTS:  # the common outer list: only rows
+            stack.extend(item)
+            continue
+        if any(issubclass(kind, _BOOL_TYPES) for kind in kinds):
+            return True
+        if any(issubclass(kind, (list, tuple, np.ndarray)) for kind in kinds):
+            for sub in item:
+                if isinstance(sub, (list, tuple)):
+                    stack.append(sub)
+                elif isinstance(sub, np.ndarray) and sub.dtype.kind == "b":
+                    return True
+    return False
+
+
+def _find_bool(seq: list | tuple) -> tuple[str, str] | None:
+    """``(position, description)`` of the first bool in nested lists, or None."""
+    if not _has_bool(seq):
+        return None
+    # Rare: walk again in order for the message, one iterator per open level.
+    stack = [("", iter(enumerate(seq)))]
+    while stack:
+        path, items = stack[-1]
+        for i, sub in items:
+            if isinstance(sub, _BOOL_TYPES):
+                return f"{path}[{i}]", repr(bool(sub))
+            if isinstance(sub, np.ndarray) and sub.dtype.kind == "b":
+                return f"{path}[{i}]", "an array of dtype bool"
+            if isinstance(sub, (list, tuple)):
+                stack.append((f"{path}[{i}]", iter(enumerate(sub))))
+                break
+        else:
+            stack.pop()
+    return None
 
 
 def _fast(value: Any) -> bool:
@@ -259,13 +341,16 @@ def as_vector(vector: Any, dimension: int, metric: str, arg: str = "vector") -> 
 
     An input that already is one is returned as is, not copied (backends copy
     what they keep). NaN and infinity are refused after the conversion to
-    float32, so float64 values beyond float32's range are refused too; a zero
-    vector is refused for a cosine database.
+    float32, so float64 values beyond float32's range are refused too; so is
+    a vector whose squared Euclidean norm exceeds the largest float32 (its
+    scores would overflow), and a zero vector for a cosine database. Bools,
+    alone or mixed with numbers, are refused.
 
     Raises
     ------
     InvalidInputError
-        Non-numeric input, wrong number of dimensions, NaN/Inf, zero under cosine.
+        Non-numeric input, wrong number of dimensions, NaN/Inf, a squared norm
+        beyond float32, zero under cosine.
     DimensionMismatchError
         A 1-D vector whose length is not ``dimension``.
     """
@@ -279,20 +364,15 @@ def as_vector(vector: Any, dimension: int, metric: str, arg: str = "vector") -> 
             f"{arg} must have length {dimension} (the database's dimension), "
             f"got length {array.shape[0]}"
         )
-    # Fast path: one dot product. If it is finite and positive, every element
-    # is finite (a NaN or inf would make the sum of squares NaN or inf) and the
-    # vector is not all zeros. Otherwise (including float32 overflow of the
-    # squares, or underflow of tiny values) the exact checks below decide.
-    square = array.dot(array)
-    if not (square > 0.0 and square < math.inf):
-        if not np.isfinite(array).all():
-            raise InvalidInputError(
-                f"{arg} must be finite, got NaN or infinity after conversion to float32"
-            )
-        if metric == "cosine" and not array.any():
-            raise InvalidInputError(
-                f"{arg} must not be all zeros for a cosine database (its direction is undefined)"
-            )
+    # Fast path: one dot product. If it is positive and below _FAST_NORM2,
+    # every element is finite (a NaN or inf would make the sum of squares NaN
+    # or inf), the squared norm is within float32 and the vector is not all
+    # zeros. Otherwise (float32 overflow of the squares, or underflow of tiny
+    # values) the exact checks decide.
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is rechecked
+        square = array.dot(array)
+    if not (square > 0.0 and square < _FAST_NORM2):
+        _refuse_bad_rows(array.reshape(1, -1), metric, arg, None, rows=False)
     return array
 
 
@@ -302,7 +382,8 @@ def as_batch(
     """Return ``vectors`` as a C-contiguous float32 array of shape ``(count, dimension)``.
 
     ``count`` is the number of ids the batch goes with. An empty batch may be
-    ``[]`` or an array of shape ``(0, dimension)``.
+    ``[]`` or an array of shape ``(0, dimension)``. Each row is checked as
+    :func:`as_vector` checks a vector; a message names the first bad row.
     """
     array = vectors if _fast(vectors) else _to_float32(vectors, arg)
     if array.ndim == 1 and array.shape[0] == 0 and count == 0:
@@ -329,7 +410,9 @@ def as_queries(
     query: Any, dimension: int, metric: str, arg: str = "query"
 ) -> tuple[np.ndarray, bool]:
     """Return ``(queries, single)``: queries of shape ``(m, dimension)``, and whether
-    the input was one 1-D query (so the caller unwraps the one result list)."""
+    the input was one 1-D query (so the caller unwraps the one result list).
+
+    Each query is checked as :func:`as_vector` checks a vector."""
     array = query if _fast(query) else _to_float32(query, arg)
     if array.ndim == 1:
         if array.shape[0] != dimension:
@@ -350,41 +433,80 @@ def as_queries(
         raise InvalidInputError(
             f"{arg} must be 1-D (one query) or 2-D (one query per row), got shape {array.shape}"
         )
-    _check_rows(array, metric, arg)
+    _check_rows(array, metric, arg, rows=not single)
     return array, single
 
 
-def _check_rows(array: np.ndarray, metric: str, arg: str) -> None:
-    """Refuse NaN/Inf anywhere and all-zero rows under cosine, naming the first bad row."""
+def _check_rows(array: np.ndarray, metric: str, arg: str, rows: bool = True) -> None:
+    """Refuse NaN/Inf anywhere, squared norms beyond float32 and all-zero rows under
+    cosine, naming the first bad row (when ``rows``)."""
     if array.size == 0:
         return
-    # One pass for the common case, as in as_vector: finite positive squared
-    # norms prove every row finite and non-zero; anything else is rechecked exactly.
-    if metric == "cosine":
-        squares = np.einsum("ij,ij->i", array, array)
-        if squares.min() > 0.0 and squares.max() < math.inf:
-            return
-    else:
-        # Only finiteness matters: a finite sum of squares proves every value
-        # finite (NaN and Inf propagate), and BLAS computes it at twice einsum's speed.
-        flat = array.reshape(-1)
-        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is rechecked below
-            total = np.dot(flat, flat)
-        if math.isfinite(total):
-            return
+    # One pass for the common case, as in as_vector: positive squared norms
+    # below _FAST_NORM2 prove every row finite, within range and non-zero;
+    # anything else is rechecked exactly.
+    squares = None
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is rechecked
+        if metric == "cosine":
+            squares = np.einsum("ij,ij->i", array, array)
+            if squares.min() > 0.0 and squares.max() < _FAST_NORM2:
+                return
+        else:
+            # Only finiteness and range matter: the total of all squares bounds
+            # each row's (NaN and Inf propagate), and BLAS computes it at twice
+            # einsum's speed.
+            flat = array.reshape(-1)
+            if np.dot(flat, flat) < _FAST_NORM2:
+                return
+    _refuse_bad_rows(array, metric, arg, squares, rows)
+
+
+def _refuse_bad_rows(
+    array: np.ndarray, metric: str, arg: str, squares: np.ndarray | None, rows: bool
+) -> None:
+    """The exact checks behind the fast ones: raise for the first bad row, if any.
+
+    ``squares`` are the rows' float32 squared norms, if already computed.
+    """
+    where = " in row {}" if rows else ""
     finite = np.isfinite(array).all(axis=1)
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])
         raise InvalidInputError(
-            f"{arg} must be finite, got NaN or infinity in row {bad} after conversion to float32"
+            f"{arg} must be finite, got NaN or infinity{where.format(bad)} "
+            f"after conversion to float32"
         )
+    if squares is None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            squares = np.einsum("ij,ij->i", array, array)
+    # Rows whose float32 sum of squares is large or overflowed are summed again
+    # in float64, where the squares of float32 values are exact and cannot
+    # overflow; a few rows at a time, to bound the float64 copy.
+    suspects = np.flatnonzero(~(squares < _FAST_NORM2))
+    step = max(1, (1 << 20) // max(array.shape[1], 1))
+    for start in range(0, suspects.size, step):
+        part = suspects[start : start + step]
+        wide = array[part].astype(np.float64)
+        exact = np.einsum("ij,ij->i", wide, wide)
+        over = np.flatnonzero(exact > _NORM2_MAX)
+        if over.size:
+            bad = int(part[over[0]])
+            raise InvalidInputError(
+                f"{arg} must have a squared norm (sum of squares) of at most {_NORM2_MAX:.6g} "
+                f"(the largest float32; scores would overflow), got "
+                f"{float(exact[over[0]]):.6g}{where.format(bad)}"
+            )
     if metric == "cosine":
         zero = ~array.any(axis=1)
         if zero.any():
             bad = int(np.flatnonzero(zero)[0])
+            if rows:
+                raise InvalidInputError(
+                    f"{arg} must not have an all-zero row for a cosine database "
+                    f"(its direction is undefined), got one in row {bad}"
+                )
             raise InvalidInputError(
-                f"{arg} must not have an all-zero row for a cosine database "
-                f"(its direction is undefined), got one in row {bad}"
+                f"{arg} must not be all zeros for a cosine database (its direction is undefined)"
             )
 
 
@@ -394,9 +516,11 @@ def _check_rows(array: np.ndarray, metric: str, arg: str) -> None:
 def check_metadata(metadata: Any, arg: str = "metadata") -> str | None:
     """Return ``metadata`` serialised as JSON text, or ``None`` for ``None``.
 
-    It must be a ``dict`` whose keys, at every level, are ``str`` and whose
-    values ``json.dumps(..., allow_nan=False)`` accepts. Tuples are stored as
-    JSON arrays and come back as lists, as with :mod:`json`.
+    It must be a ``dict`` whose keys, at every level, are ``str``, nested at
+    most :data:`MAX_METADATA_DEPTH` levels deep (dicts and lists; the
+    metadata dict itself is level 1), and whose values
+    ``json.dumps(..., allow_nan=False)`` accepts. Tuples are stored as JSON
+    arrays and come back as lists, as with :mod:`json`.
     """
     if metadata is None:
         return None
@@ -406,6 +530,11 @@ def check_metadata(metadata: Any, arg: str = "metadata") -> str | None:
         )
     if not metadata:
         return "{}"
+    # Before json.dumps, which recurses once per level: checked here without
+    # recursion, any depth (or a cycle) is refused with a clear message.
+    problem = _shape_problem(metadata)
+    if problem:
+        raise InvalidInputError(f"{arg} {problem}")
     try:
         # ensure_ascii (the default) keeps the text plain ASCII, so a backend
         # can encode it anywhere, even with lone surrogates inside strings.
@@ -415,30 +544,39 @@ def check_metadata(metadata: Any, arg: str = "metadata") -> str | None:
             f"{arg} must be JSON-serialisable (no NaN/Inf, no cycles, only dict, list, "
             f"str, int, float, bool, None), got {_shown(metadata)}: {exc}"
         ) from None
-    # json.dumps would silently turn int, float, bool and None keys into
-    # strings, which would not round-trip; refuse them instead.
-    bad = _non_str_keys(metadata)
-    if bad:
-        raise InvalidInputError(
-            f"{arg} keys must be str, got {_type_name(bad[0])} key {_shown(bad[0])}"
-        )
     return text
 
 
-def _non_str_keys(value: Any) -> list[Any]:
-    """The non-``str`` dict keys anywhere inside ``value`` (stops at the first found)."""
-    stack = [value]
+def _shape_problem(value: dict) -> str | None:
+    """What makes ``value`` unstorable besides its leaf values, or None.
+
+    A non-``str`` key at any level (json.dumps would silently turn int, float,
+    bool and None keys into strings, which would not round-trip), nesting
+    deeper than MAX_METADATA_DEPTH, or a container inside itself. An
+    iterative depth-first walk, so no depth can exhaust the stack.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    path: list[int] = []  # ids of the containers above the item being looked at
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
+        del path[depth - 1 :]
+        if depth > MAX_METADATA_DEPTH:
+            if id(item) in path:
+                return "must not contain itself (a dict or list inside itself has no JSON form)"
+            return (
+                f"must be nested at most {MAX_METADATA_DEPTH} levels deep (dicts and lists; "
+                f"the metadata dict itself is level 1), got deeper"
+            )
+        path.append(id(item))
         if isinstance(item, dict):
             for key, sub in item.items():
                 if not isinstance(key, str):
-                    return [key]
+                    return f"keys must be str, got {_type_name(key)} key {_shown(key)}"
                 if isinstance(sub, (dict, list, tuple)):
-                    stack.append(sub)
+                    stack.append((sub, depth + 1))
         else:
-            stack.extend(sub for sub in item if isinstance(sub, (dict, list, tuple)))
-    return []
+            stack.extend((sub, depth + 1) for sub in item if isinstance(sub, (dict, list, tuple)))
+    return None
 
 
 def check_metadatas(metadatas: Any, count: int, arg: str = "metadatas") -> list[str | None] | None:

@@ -26,6 +26,9 @@ cdef extern from "jv_kernels.h" nogil:
         int sse4_2, avx, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq
         int avx512cd, avx512vnni, os_avx, os_avx512
 
+    # Whether a float32 squared norm is accurate: in [2^-100, FLT_MAX].
+    int jv_norm2_ok(float n2)
+
     const jv_kernel_table* jv_table_scalar()
     const jv_kernel_table* jv_table_avx2()
     const jv_kernel_table* jv_table_avx512()

@@ -9,16 +9,21 @@ runs in another thread).
 
 Scores: dot product and cosine similarity (higher is better), Euclidean
 distance for ``"l2"`` (lower is better).  The cosine of a zero vector with
-anything is defined as 0.0, never NaN.
+anything is defined as 0.0, never NaN.  Cosine is right at any scale: dot
+products run in float32 against the query scaled to unit length, and a row
+whose float32 squared norm underflows (a tiny non-zero vector) or overflows
+is scored again in double, that row only.
 
 Search (``topk``) cuts the rows into chunks handed to OpenMP threads
 (``prange``, dynamic schedule).  Each thread scores a tile of rows that fits
 in cache into a scratch buffer and offers the scores to its own bounded heaps
 (one per query); the per-thread heaps are merged at the end under the total
-order (better score, then lower row index), so results never depend on the
-thread count.  With many queries, tiles are scored by a register-blocked
-kernel (several rows against a packed block of queries) so each row is read
-from memory once per batch.  Every O(n) loop runs without the GIL.
+order (better score, then lower row index; a NaN score ranks after every
+number, infinities included, whichever the metric), so results never depend
+on the thread count, even for scores that overflowed.  With many queries,
+tiles are scored by a register-blocked kernel (several rows against a packed
+block of queries) so each row is read from memory once per batch.  Every
+O(n) loop runs without the GIL.
 """
 
 import os
@@ -29,7 +34,7 @@ from jadevec.errors import InvalidInputError, SimdUnavailableError
 
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
-from libc.math cimport INFINITY, sqrtf
+from libc.math cimport INFINITY, NAN, sqrt, sqrtf
 from libc.stdlib cimport calloc, free, malloc, qsort
 
 from jadevec._core._types cimport int64_t, uint8_t
@@ -301,6 +306,8 @@ def cosine(a, b):
     """Cosine similarity of two 1-D float32 arrays of equal length.
 
     The cosine of a zero vector with anything is defined as 0.0 (never NaN).
+    Tiny and huge vectors get their true cosine: a float32 squared norm that
+    underflows or overflows is summed again in double.
 
     Raises
     ------
@@ -388,19 +395,16 @@ cdef struct Job:
     Py_ssize_t n
     Py_ssize_t d
     Py_ssize_t stride        # floats between row starts
-    const float* queries     # m x d, row-major
+    const float* queries     # m x d, row-major (one-query path, cosine: qunit)
     Py_ssize_t m
     const float* qt          # queries packed for rows_multi, or NULL: one query at a time
-    const float* qscale      # 1/|q| for cosine (0 for a zero query), else 1
+    const float* qscale      # cosine: 1, 0 for a zero query, NaN for NaN/inf; else 1
+    float* qunit             # one-query path, cosine: queries scaled to unit length
     int metric
     Py_ssize_t tile          # rows per tile
     Py_ssize_t chunk         # rows per parallel work item (a multiple of tile)
     Py_ssize_t nchunks
     int threads
-
-
-cdef inline float _inv_norm(float n2) noexcept nogil:
-    return 1.0 / sqrtf(n2) if n2 > 0 else 0.0
 
 
 cdef int _prepare(Job* job, const jv_kernel_table* K, const float* base, Py_ssize_t n,
@@ -410,6 +414,9 @@ cdef int _prepare(Job* job, const jv_kernel_table* K, const float* base, Py_ssiz
     cdef Py_ssize_t j, b, kd, qw = K.qw, nblocks, tile_bytes, t
     cdef float* qt = NULL
     cdef float* qscale
+    cdef float* qunit = NULL
+    cdef double* qfac = NULL
+    cdef double n2, x
     job.K = K
     job.base = base
     job.n = n
@@ -419,27 +426,64 @@ cdef int _prepare(Job* job, const jv_kernel_table* K, const float* base, Py_ssiz
     job.m = m
     job.metric = metric
     job.qt = NULL
+    job.qunit = NULL
     qscale = <float*>malloc(max(m, 1) * sizeof(float))
-    if qscale == NULL:
+    qfac = <double*>malloc(max(m, 1) * sizeof(double))
+    if qscale == NULL or qfac == NULL:
+        free(qscale)
+        free(qfac)
         with gil:
             raise MemoryError()
     for j in range(m):
-        qscale[j] = _inv_norm(K.dot(queries + j * d, queries + j * d, d)) \
-            if metric == JV_COSINE else 1.0
+        qscale[j] = 1.0
+        qfac[j] = 1.0
     job.qscale = qscale
+    if metric == JV_COSINE:
+        # Cosine scores are dot(row, q / |q|) / |row|: each query is scaled to
+        # unit length (per query, not per row), its norm summed in double where
+        # float32 is not accurate, so a tiny query (whose float32 squared norm
+        # underflows to 0) or a huge one cannot underflow or overflow the dot
+        # products, and products of two tiny vectors cannot underflow.
+        for j in range(m):
+            n2 = K.dot(queries + j * d, queries + j * d, d)
+            if not jv_norm2_ok(<float>n2):
+                n2 = 0.0
+                for kd in range(d):
+                    x = queries[j * d + kd]
+                    n2 = n2 + x * x
+            if 0.0 < n2 < INFINITY:
+                qfac[j] = 1.0 / sqrt(n2)
+            else:  # zero (scores 0) or NaN/inf (no direction: scores NaN)
+                qscale[j] = 0.0 if n2 == 0.0 else NAN
+        if m < MULTI_MIN:  # the multi-query path scales while it packs, below
+            qunit = <float*>malloc(max(m * d, 1) * sizeof(float))
+            if qunit == NULL:
+                free(qscale)
+                free(qfac)
+                with gil:
+                    raise MemoryError()
+            for j in range(m):
+                x = qfac[j]
+                for kd in range(d):
+                    qunit[j * d + kd] = <float>(queries[j * d + kd] * x)
+            job.qunit = qunit
+            job.queries = qunit
     if m >= MULTI_MIN:
         # Pack queries in blocks of qw, component-major: qt[b][k][j], zero padded.
         nblocks = (m + qw - 1) // qw
         qt = <float*>calloc(nblocks * qw * max(d, 1), sizeof(float))
         if qt == NULL:
             free(qscale)
+            free(qfac)
             with gil:
                 raise MemoryError()
         for j in range(m):
             b = j // qw
+            x = qfac[j]
             for kd in range(d):
-                qt[(b * d + kd) * qw + j % qw] = queries[j * d + kd]
+                qt[(b * d + kd) * qw + j % qw] = <float>(queries[j * d + kd] * x)
         job.qt = qt
+    free(qfac)
     tile_bytes = TILE_BYTES_MULTI if qt != NULL else TILE_BYTES_ONE
     job.tile = max(8, min(1024, tile_bytes // max(stride_bytes, 4))) // 8 * 8
     t = _team_size(threads)
@@ -458,6 +502,7 @@ cdef int _prepare(Job* job, const jv_kernel_table* K, const float* base, Py_ssiz
 cdef void _release(Job* job) noexcept nogil:
     free(<void*>job.qt)
     free(<void*>job.qscale)
+    free(job.qunit)
 
 
 cdef void _score_tile(const Job* job, Py_ssize_t row0, Py_ssize_t nr, float* out,
@@ -598,8 +643,23 @@ cdef struct Cand:
 
 
 cdef inline bint _worse(float s1, int64_t i1, float s2, int64_t i2) noexcept nogil:
-    """Whether (s1, i1) ranks after (s2, i2): lower score, or equal score and higher row."""
-    return s1 < s2 or (s1 == s2 and i1 > i2)
+    """Whether (s1, i1) ranks after (s2, i2): lower score, or equal score and higher row.
+
+    A total order on every float: NaN ranks below every number (-inf included)
+    and two NaNs are equal, so ties go by row. IEEE comparisons alone are not
+    an order once NaN appears (NaN is neither above, below nor equal to
+    anything), and a heap or sort fed such a comparison returns an answer
+    that depends on the order rows arrive in, that is on the thread count.
+    """
+    if s1 < s2:
+        return True
+    if s1 > s2:
+        return False
+    if s1 == s2:
+        return i1 > i2
+    if s1 != s1:  # s1 is NaN: worse than a number, tied with another NaN
+        return s2 == s2 or i1 > i2
+    return False  # s2 is NaN, s1 a number
 
 
 cdef inline void _offer(float* hs, int64_t* hi, Py_ssize_t* cnt, Py_ssize_t k,
@@ -640,7 +700,10 @@ cdef inline void _offer(float* hs, int64_t* hi, Py_ssize_t* cnt, Py_ssize_t k,
 cdef void _filter(const float* buf, Py_ssize_t nr, int64_t row0, float sign,
                   const uint8_t* skip, float* hs, int64_t* hi, Py_ssize_t* cnt,
                   Py_ssize_t k) noexcept nogil:
-    """Offer a tile's scores to one heap; most are rejected by one comparison."""
+    """Offer a tile's scores to one heap; most are rejected by one comparison.
+
+    A NaN score, or a NaN threshold, fails that comparison and goes to
+    _offer, whose comparison is the total order."""
     cdef float thr = hs[0] if cnt[0] == k else -INFINITY
     cdef float s
     cdef Py_ssize_t r
@@ -775,6 +838,8 @@ def topk(matrix, queries, k, metric, skip=None, threads=0):
     -------
     indices : numpy.ndarray, int64, shape (m, kk)
         Row numbers, best first; equal scores are ordered by lower row number,
+        and NaN scores (from NaN or infinite input, or products that
+        overflow float32) rank after every number, -inf and +inf included,
         so the answer is the same for any thread count.
     scores : numpy.ndarray, float32, shape (m, kk)
 

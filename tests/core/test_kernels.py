@@ -351,6 +351,196 @@ def test_topk_same_for_any_thread_count(level, metric, m, rng):
         assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
 
 
+# ---------------------------------------------------------------- non-finite scores
+
+
+def total_order_ref(S, k, metric):
+    """Reference top-k under the kernels' total order: the better score first
+    (higher for dot and cosine, lower for l2), NaN after every number (even
+    -inf, or +inf for l2), equal scores by lower row index."""
+    rows = np.arange(S.shape[1])
+    out = []
+    for s in S:
+        nan = np.isnan(s)
+        key = np.where(nan, 0.0, s if metric == "l2" else -s)
+        out.append(np.lexsort((rows, key, nan))[:k])
+    return np.array(out, dtype=np.int64).reshape(len(S), -1)
+
+
+def special_matrix(rng, n, d):
+    """Small integers, with rows holding a NaN, a +inf or a -inf in one column,
+    zero rows and many copies of row 0 (exact ties)."""
+    X = int_matrix(rng, n, d)
+    kind = rng.integers(0, 6, n)
+    col = rng.integers(0, d, n)
+    rows = np.arange(n)
+    X[rows[kind == 1], col[kind == 1]] = np.nan
+    X[rows[kind == 2], col[kind == 2]] = np.inf
+    X[rows[kind == 3], col[kind == 3]] = -np.inf
+    X[kind == 4] = X[0]
+    X[kind == 5] = 0.0
+    return X
+
+
+def nonzero_queries(rng, m, d):
+    """Integers 1..3 of either sign: no 0 * inf, so a row's score is exact."""
+    return (rng.integers(1, 4, (m, d)) * rng.choice([-1, 1], (m, d))).astype(np.float32)
+
+
+def exact_ref_scores(X, Q, metric):
+    """float64 scores with IEEE special values (no BLAS: it may not propagate NaN)."""
+    X64, Q64 = X.astype(np.float64), Q.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if metric == "dot":
+            return (Q64[:, None, :] * X64[None, :, :]).sum(-1)
+        return ((Q64[:, None, :] - X64[None, :, :]) ** 2).sum(-1)  # l2, squared
+
+
+def same_results(a, b):
+    return np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1], equal_nan=True)
+
+
+@pytest.mark.parametrize("metric", ["dot", "l2"])
+@pytest.mark.parametrize("m", [1, 12])
+def test_topk_total_order_with_nan_and_inf(level, metric, m, rng):
+    n, d = 40_000, 8  # large enough to run on several threads
+    X = special_matrix(rng, n, d)
+    Q = nonzero_queries(rng, m, d)
+    S = exact_ref_scores(X, Q, metric)
+    for k in (10, 7_000, n):
+        ref = total_order_ref(S, k, metric)
+        one = kernels.topk(X, Q, k, metric, threads=1)
+        assert np.array_equal(one[0], ref), (level, metric, m, k)
+        for threads in (2, 0):
+            assert same_results(one, kernels.topk(X, Q, k, metric, threads=threads))
+
+
+@pytest.mark.parametrize("m", [1, 12])
+def test_topk_cosine_total_order_with_nan_and_inf(level, m, rng):
+    X = special_matrix(rng, 40_000, 8)
+    Q = nonzero_queries(rng, m, 8)
+    for k in (10, 7_000, 40_000):
+        one = kernels.topk(X, Q, k, "cosine", threads=1)
+        check_total_order(*one, "cosine")
+        for threads in (2, 0):
+            assert same_results(one, kernels.topk(X, Q, k, "cosine", threads=threads))
+
+
+def check_total_order(idx, sc, metric):
+    """Results are sorted under the total order: numbers best first, then NaN;
+    equal scores (and the NaN block) by ascending row."""
+    for rows, scores in zip(idx, sc, strict=True):
+        nan = np.isnan(scores)
+        assert not np.any(nan[:-1] & ~nan[1:])  # no number after a NaN
+        num, first, then = scores[~nan], rows[~nan], rows[nan]
+        # comparisons, not differences: inf - inf would be NaN
+        assert np.all(num[:-1] <= num[1:]) if metric == "l2" else np.all(num[:-1] >= num[1:])
+        tied = num[:-1] == num[1:]
+        assert np.all(first[:-1][tied] < first[1:][tied])
+        assert np.all(then[:-1] < then[1:])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("m", [1, 8])
+def test_nan_ranks_last_for_every_metric(level, metric, m):
+    X = np.array([[np.nan], [-np.inf], [1], [np.inf], [np.nan], [1]], np.float32)
+    Q = np.ones((m, 1), np.float32)
+    expected = {"dot": [3, 2, 5, 1, 0, 4], "l2": [2, 5, 1, 3, 0, 4],
+                "cosine": [2, 5, 0, 1, 3, 4]}[metric]
+    for threads in (1, 2, 0):
+        for k in (1, 3, 6):
+            idx, _ = kernels.topk(X, Q, k, metric, threads=threads)
+            assert idx.tolist() == [expected[:k]] * m, (metric, threads, k)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("m", [1, 12])
+def test_topk_overflowing_scores_same_for_any_thread_count(level, metric, m, rng):
+    # Finite float32 data whose products overflow: dot and l2 give inf, -inf
+    # and NaN (inf - inf) scores, which must still rank the same on any thread count.
+    X = (rng.standard_normal((40_000, 16)) * 1e30).astype(np.float32)
+    X[::7] *= 1e-30
+    Q = (rng.standard_normal((m, 16)) * 1e30).astype(np.float32)
+    for k in (10, 40_000):
+        one = kernels.topk(X, Q, k, metric, threads=1)
+        check_total_order(*one, metric)
+        for threads in (2, 0):
+            assert same_results(one, kernels.topk(X, Q, k, metric, threads=threads))
+    if metric == "cosine":  # overflowing squared norms do not spoil a cosine
+        idx, sc = kernels.topk(X, Q, 50, "cosine")
+        S = ref_scores(X, Q, "cosine")
+        assert np.allclose(sc, np.take_along_axis(S, idx, 1), rtol=0, atol=1e-5)
+        assert np.allclose(sc, np.sort(S, axis=1)[:, ::-1][:, :50], rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- cosine at extreme scales
+
+# Tiny (the squared norm underflows float32, down to subnormal components),
+# ordinary, and huge (the squared norm overflows float32) vectors.
+SCALES = [1e-30, 1e-36, 1e-40, 1e-44, 1.0, 1e15, 1e25]
+
+
+def scaled(rng, n, d, offset=0):
+    """n random directions; row i scaled by SCALES[(i + offset) % len(SCALES)]."""
+    X = rng.uniform(-1, 1, (n, d))
+    X *= np.array(SCALES)[(np.arange(n) + offset) % len(SCALES)][:, None]
+    return X.astype(np.float32)
+
+
+def test_cosine_of_a_tiny_vector(level):
+    t = np.zeros(16, np.float32)
+    t[:2] = [1e-30, 2e-30]
+    assert kernels.cosine(t, t) == pytest.approx(1.0, abs=1e-6)
+    u = np.ones(16, np.float32)
+    ref = 3e-30 / (np.sqrt(5e-60) * 4)
+    assert kernels.cosine(t, u) == pytest.approx(ref, abs=1e-6)
+    assert kernels.cosine(u, t) == pytest.approx(ref, abs=1e-6)
+    assert kernels.scores(t[None], t, "cosine")[0] == pytest.approx(1.0, abs=1e-6)
+    assert kernels.topk(t[None], t[None], 1, "cosine")[1][0, 0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_cosine_pairs_at_extreme_scales(level, rng):
+    for d in (1, 3, 8, 17, 33, 128):
+        A = scaled(rng, len(SCALES), d)
+        B = scaled(rng, len(SCALES), d)
+        for a in A:
+            for b in B:
+                ref = ref_scores(a[None], b, "cosine")[0, 0]
+                assert abs(kernels.cosine(a, b) - ref) <= 1e-5, (level, d, a[0], b[0])
+                assert kernels._repeat("cosine", a, b, 1) == kernels.cosine(a, b)
+
+
+@pytest.mark.parametrize("m", [1, 3, 12])  # one query, several, the blocked kernel
+def test_cosine_scores_at_extreme_scales(level, m, rng):
+    for d in (1, 5, 16, 33, 128):
+        X = scaled(rng, 71, d)
+        X[3] = 0.0
+        Q = scaled(rng, m, d, offset=m)
+        ref = ref_scores(X, Q, "cosine")
+        for j in range(m):
+            got = kernels.scores(X, Q[j], "cosine")
+            assert np.all(np.abs(got - ref[j]) <= 1e-5), (level, d, j)
+        got = kernels.scores_many(X, Q, "cosine")
+        assert np.all(np.abs(got - ref) <= 1e-5), (level, d, m)
+        for threads in (1, 0):
+            idx, sc = kernels.topk(X, Q, 71, "cosine", threads=threads)
+            assert np.all(np.abs(sc - np.take_along_axis(ref, idx, 1)) <= 1e-5)
+            assert np.all(np.abs(sc - -np.sort(-ref, axis=1)) <= 1e-5)
+            assert np.all(np.diff(sc, axis=1) <= 0)
+        assert kernels.scores(X, np.zeros(d, np.float32), "cosine").tolist() == [0.0] * 71
+
+
+def test_cosine_many_rows_at_extreme_scales(level, rng):
+    X = scaled(rng, 30_000, 24)  # big enough for several threads and many tiles
+    for m in (1, 12):
+        Q = scaled(rng, m, 24, offset=2)
+        ref = ref_scores(X, Q, "cosine")
+        idx, sc = kernels.topk(X, Q, 100, "cosine")
+        assert np.all(np.abs(sc - np.take_along_axis(ref, idx, 1)) <= 1e-5)
+        assert np.all(np.abs(sc - -np.sort(-ref, axis=1)[:, :100]) <= 1e-5)
+        assert same_results((idx, sc), kernels.topk(X, Q, 100, "cosine", threads=1))
+
+
 # ---------------------------------------------------------------- error paths
 
 

@@ -104,8 +104,11 @@ JV_AVX512 static float cosine_avx512(const float *a, const float *b, size_t n)
         bb0 = _mm512_fmadd_ps(y, y, bb0);
     }
     float ab = _mm512_reduce_add_ps(_mm512_add_ps(ab0, ab1));
-    return ab * inv_norm(_mm512_reduce_add_ps(_mm512_add_ps(aa0, aa1)))
-         * inv_norm(_mm512_reduce_add_ps(_mm512_add_ps(bb0, bb1)));
+    float aa = _mm512_reduce_add_ps(_mm512_add_ps(aa0, aa1));
+    float bb = _mm512_reduce_add_ps(_mm512_add_ps(bb0, bb1));
+    if (!jv_norm2_ok(aa) || !jv_norm2_ok(bb))
+        return jv_cosine_exact(a, b, n);
+    return ab * inv_norm(aa) * inv_norm(bb);
 }
 
 /*
@@ -207,13 +210,27 @@ JV_AVX512 static JV_INLINE void rows4_avx512(const float *r0, const float *r1,
         JV_ROWS4_STEP((__mmask16)0xffff);
     if (k < d)
         JV_ROWS4_STEP(tail_mask(d - k));
-    _mm_storeu_ps(out, reduce4(a0, a1, a2, a3));
+    __m128 dots = reduce4(a0, a1, a2, a3);
     if (metric == JV_COSINE) {
-        float nn[4];
-        _mm_storeu_ps(nn, reduce4(n0, n1, n2, n3));
-        for (int j = 0; j < 4; j++)
-            out[j] *= qscale * inv_norm(nn[j]);
+        /* dot * (qscale * (1 / sqrt(|row|^2))) for the four rows at once; a
+         * row whose float32 squared norm is outside [JV_NORM2_MIN, FLT_MAX]
+         * (or NaN) is scored again in double, which only rare rows pay. */
+        __m128 nn = reduce4(n0, n1, n2, n3);
+        __m128 ok = _mm_and_ps(_mm_cmpge_ps(nn, _mm_set1_ps(JV_NORM2_MIN)),
+                               _mm_cmple_ps(nn, _mm_set1_ps(FLT_MAX)));
+        __m128 inv = _mm_div_ps(_mm_set1_ps(1.0f), _mm_sqrt_ps(nn));
+        dots = _mm_mul_ps(dots, _mm_mul_ps(_mm_set1_ps(qscale), inv));
+        _mm_storeu_ps(out, dots);
+        int good = _mm_movemask_ps(ok);
+        if (good != 0xF) {
+            const float *rows[4] = {r0, r1, r2, r3};
+            for (int j = 0; j < 4; j++)
+                if (!(good >> j & 1))
+                    out[j] = jv_cos_row_exact(rows[j], q, 1, d) * qscale;
+        }
+        return;
     }
+    _mm_storeu_ps(out, dots);
 }
 #undef JV_ROWS4_STEP
 
@@ -257,7 +274,8 @@ JV_AVX512 static void rows_invnorm_avx512(const float *base, size_t nrows, size_
 {
     for (size_t i = 0; i < nrows; i++) {
         const float *r = base + i * stride;
-        out[i] = inv_norm(dot_avx512(r, r, d));
+        float rr = dot_avx512(r, r, d);
+        out[i] = jv_norm2_ok(rr) ? inv_norm(rr) : jv_invnorm_exact(r, d);
     }
 }
 
@@ -345,6 +363,12 @@ JV_AVX512 static void rows_multi_avx512(const float *base, size_t nrows, size_t 
                 o[rr] = metric == JV_COSINE ? tile[rr][j] * rinv[i + rr] * qscale[j]
                                             : tile[rr][j];
         }
+        if (metric == JV_COSINE) /* rows too tiny for float32 products: redo in double */
+            for (size_t rr = 0; rr < nr; rr++)
+                if (rinv[i + rr] == JV_RINV_EXACT)
+                    for (size_t j = 0; j < nq; j++)
+                        out[j * ldo + i + rr] =
+                            jv_cos_row_exact(r[rr], qt + j, QW_AVX512, d) * qscale[j];
     }
 }
 

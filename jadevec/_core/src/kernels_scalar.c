@@ -53,6 +53,8 @@ static float cosine_scalar(const float *a, const float *b, size_t n)
         aa += a[i] * a[i];
         bb += b[i] * b[i];
     }
+    if (!jv_norm2_ok(aa) || !jv_norm2_ok(bb))
+        return jv_cosine_exact(a, b, n);
     return ab * inv_norm(aa) * inv_norm(bb);
 }
 
@@ -70,7 +72,8 @@ static void rows_scalar(const float *base, size_t nrows, size_t stride, size_t d
                 dot += r[k] * q[k];
                 rr += r[k] * r[k];
             }
-            out[i] = dot * qscale * inv_norm(rr);
+            out[i] = jv_norm2_ok(rr) ? dot * qscale * inv_norm(rr)
+                                     : jv_cos_row_exact(r, q, 1, d) * qscale;
         } else {
             out[i] = dot_scalar(r, q, d);
         }
@@ -82,7 +85,8 @@ static void rows_invnorm_scalar(const float *base, size_t nrows, size_t stride, 
 {
     for (size_t i = 0; i < nrows; i++) {
         const float *r = base + i * stride;
-        out[i] = inv_norm(dot_scalar(r, r, d));
+        float rr = dot_scalar(r, r, d);
+        out[i] = jv_norm2_ok(rr) ? inv_norm(rr) : jv_invnorm_exact(r, d);
     }
 }
 
@@ -105,7 +109,9 @@ static void rows_multi_scalar(const float *base, size_t nrows, size_t stride, si
                 for (size_t k = 0; k < d; k++)
                     acc += r[k] * qt[k * QW_SCALAR + j];
                 if (metric == JV_COSINE)
-                    acc = acc * rinv[i] * qscale[j];
+                    acc = rinv[i] != JV_RINV_EXACT
+                              ? acc * rinv[i] * qscale[j]
+                              : jv_cos_row_exact(r, qt + j, QW_SCALAR, d) * qscale[j];
             }
             out[j * ldo + i] = acc;
         }
