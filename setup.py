@@ -25,6 +25,17 @@ DEBUG = os.environ.get("JADEVEC_DEBUG_BUILD", "") not in ("", "0")
 SRC = "jadevec/_core/src"
 
 # C sources linked into each compiled module, beside its generated .c file.
+# The C file set (src/jv_fileset.c and what it builds on), linked into each
+# module that works on it: they pass a jv_fileset by pointer to one another.
+FILESET = [
+    f"{SRC}/jv_platform_posix.c",
+    f"{SRC}/jv_mfile.c",
+    f"{SRC}/jv_crc32c.c",
+    f"{SRC}/jv_records.c",
+    f"{SRC}/jv_index.c",
+    f"{SRC}/jv_readers.c",
+    f"{SRC}/jv_fileset.c",
+]
 EXTRA_SOURCES = {
     "kernels": [
         f"{SRC}/cpu_features.c",
@@ -32,16 +43,12 @@ EXTRA_SOURCES = {
         f"{SRC}/kernels_avx2.c",
         f"{SRC}/kernels_avx512.c",
     ],
-    "mapped_file": [f"{SRC}/jv_platform_posix.c"],
-    "id_index": [f"{SRC}/jv_crc32c.c", f"{SRC}/jv_index.c"],
-    "vector_file": [
-        f"{SRC}/jv_platform_posix.c",
-        f"{SRC}/jv_crc32c.c",
-        f"{SRC}/jv_index.c",
-        f"{SRC}/jv_records.c",
-    ],
-    "recovery": [f"{SRC}/jv_crc32c.c", f"{SRC}/jv_index.c", f"{SRC}/jv_records.c"],
-    "compaction": [f"{SRC}/jv_crc32c.c", f"{SRC}/jv_index.c", f"{SRC}/jv_records.c"],
+    "mapped_file": [f"{SRC}/jv_platform_posix.c", f"{SRC}/jv_mfile.c"],
+    "id_index": [],
+    "fileset": FILESET,
+    "vector_file": FILESET,
+    "recovery": FILESET,
+    "compaction": FILESET,
 }
 # Modules whose loops use prange (OpenMP) to spread work over every core.
 OPENMP_MODULES = {"kernels"}

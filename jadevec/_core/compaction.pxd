@@ -1,4 +1,7 @@
-# Compaction of a vector file set (compaction.pyx). Its one entry point,
-# compact_into, is a Python-level function called by VectorFile.compact_into
-# with the source's writer lock held; nothing here is cimported today.
-from jadevec._core.vector_file cimport VectorFile
+# Compaction: the live vectors of a file set copied into a fresh one.
+from jadevec._core.layout cimport jv_fileset
+
+
+# Write the live vectors of `src` (its writer lock held by the caller) as a
+# new, clean, synced file set at `dest`, then close `src`.
+cdef int compact_into(jv_fileset *src, str folder, str dest) except -1

@@ -1,7 +1,1 @@
-import os
-
-from jadevec._core.vector_file import VectorFile
-
-__all__ = ["compact_into"]
-
-def compact_into(vf: VectorFile, dest: str | os.PathLike[str]) -> None: ...
+__all__: list[str]

@@ -1,48 +1,26 @@
-"""The id hash table: strings to slot numbers, probed in C.
+"""Ids: validation at C speed and the on-disk hash.
 
-``IdIndex`` is the in-memory face of the table that ``VectorFile`` keeps in
-``index.jvix`` (the same C code, jv_index.c, and the same 32-byte entries):
-open addressing with linear probing on ``jv_hash`` of the UTF-8 id,
-tombstones on delete, a rebuild at twice the size once live entries plus
-tombstones pass 70 % of the table. Ids are stored per slot, so a hash match is
-always confirmed by comparing the real id.
+* ``utf8_id`` (cdef): the UTF-8 bytes of a str id, checked (1 to 1,024 bytes,
+  no lone surrogates), borrowed from the str object; every call of the core
+  that takes an id goes through it.
+* :func:`scan_ids`: the public API's fast path for a batch of ids, one C pass
+  (exact str, ASCII, length, no repeats).
+* :func:`hash_id`: ``jv_hash`` of an id, the 64-bit hash the index stores.
 
-``hash_mask`` is for tests: ``hash_mask=0x3`` leaves four hash values, so
-almost every id collides and the collision paths run.
-
-Not thread-safe by itself; ``VectorFile`` guards its table with its lock.
+The hash table itself lives in the vector file set (``src/jv_index.c``,
+paged and copied on write; docs/vector_file_format.md).
 """
 
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
-from libc.stdint cimport UINT32_MAX, UINT64_MAX
-from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcmp, memcpy, memset
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcmp, memset
 
-cimport numpy as cnp
-
-from jadevec._core._types cimport int64_t, uint32_t, uint64_t
-from jadevec._core.layout cimport (
-    JV_ENTRY_LIVE,
-    JV_FOUND,
-    JV_MAX_ID_BYTES,
-    jv_entry,
-    jv_hash,
-    jv_table,
-    jv_table_find,
-    jv_table_needs_grow,
-    jv_table_put,
-    jv_table_rehash_into,
-    jv_table_remove,
-    jv_table_size_for,
-)
-
-import numpy as np
+from jadevec._core._types cimport uint32_t, uint64_t
+from jadevec._core.layout cimport JV_MAX_ID_BYTES, jv_hash
 
 from jadevec.errors import InvalidInputError
 
-cnp.import_array()
-
-__all__ = ["IdIndex", "hash_id", "scan_ids", "MAX_ID_BYTES"]
+__all__ = ["hash_id", "scan_ids", "MAX_ID_BYTES"]
 
 MAX_ID_BYTES = JV_MAX_ID_BYTES
 
@@ -165,198 +143,3 @@ def scan_ids(list ids not None, Py_ssize_t max_length=JV_MAX_ID_BYTES):
     finally:
         free(keys)
         free(lengths)
-
-
-cdef int memory_key(void *ctx, uint32_t slot, const char **key, uint32_t *length) noexcept nogil:
-    cdef KeyStore *keys = <KeyStore *>ctx
-    if slot >= keys.n_keys or keys.key_length[slot] == 0:
-        return -1
-    key[0] = keys.arena + keys.key_offset[slot]
-    length[0] = keys.key_length[slot]
-    return 0
-
-
-cdef class IdIndex:
-    """In-memory id -> slot hash table (the table of ``index.jvix``).
-
-    Parameters
-    ----------
-    capacity : int
-        Ids to hold before the first rebuild.
-    hash_mask : int
-        AND-ed into every hash; for tests that force collisions.
-    """
-
-    def __cinit__(self, capacity=8, *, hash_mask=UINT64_MAX):
-        if capacity < 0:
-            raise ValueError(f"capacity must be >= 0, got {capacity}")
-        self.hash_mask = hash_mask
-        self.table.size = jv_table_size_for(capacity)
-        self.table.entries = <jv_entry *>calloc(self.table.size, sizeof(jv_entry))
-        if self.table.entries == NULL:
-            raise MemoryError()
-        self.table.key = memory_key
-        self.table.ctx = &self.keys
-
-    def __dealloc__(self):
-        free(self.table.entries)
-        free(self.keys.arena)
-        free(self.keys.key_offset)
-        free(self.keys.key_length)
-
-    cdef int _reserve_keys(self, uint64_t slot) except -1:
-        cdef uint64_t n = self.keys.n_keys
-        if slot < n:
-            return 0
-        cdef uint64_t want = max(2 * n, slot + 1)
-        if want < 8:
-            want = 8
-        cdef uint64_t *off = <uint64_t *>realloc(self.keys.key_offset, want * sizeof(uint64_t))
-        if off == NULL:
-            raise MemoryError()
-        self.keys.key_offset = off
-        cdef uint32_t *ln = <uint32_t *>realloc(self.keys.key_length, want * sizeof(uint32_t))
-        if ln == NULL:
-            raise MemoryError()
-        self.keys.key_length = ln
-        for i in range(n, want):
-            self.keys.key_length[i] = 0
-        self.keys.n_keys = want
-        return 0
-
-    cdef int _grow_for(self, uint64_t more) except -1:
-        if not jv_table_needs_grow(&self.table, more):
-            return 0
-        cdef jv_table fresh = self.table
-        fresh.size = jv_table_size_for(self.table.live + more)
-        fresh.entries = <jv_entry *>calloc(fresh.size, sizeof(jv_entry))
-        if fresh.entries == NULL:
-            raise MemoryError()
-        if jv_table_rehash_into(&self.table, &fresh) != 0:
-            free(fresh.entries)
-            raise RuntimeError("id index rehash found no free entry")
-        free(self.table.entries)
-        self.table = fresh
-        return 0
-
-    cdef int _find(self, object vector_id, uint64_t *pos, const char **p,
-                   uint32_t *n, uint64_t *h) except -2:
-        utf8_id(vector_id, p, n, "vector_id")
-        h[0] = jv_hash(p[0], n[0]) & self.hash_mask
-        cdef int rc
-        with nogil:
-            rc = jv_table_find(&self.table, h[0], p[0], n[0], pos)
-        if rc < 0:
-            raise RuntimeError(f"id index probe failed ({rc})")
-        return rc
-
-    def insert(self, vector_id, slot):
-        """Map ``vector_id`` to ``slot``; return the slot it replaced, or -1.
-
-        ``slot`` (0 .. 2**32-2) must not belong to another id.
-        """
-        if not 0 <= slot < UINT32_MAX:
-            raise ValueError(f"slot must be in 0..{UINT32_MAX - 1}, got {slot}")
-        cdef uint64_t pos, h
-        cdef const char *p
-        cdef uint32_t n, s = slot
-        cdef uint64_t size
-        cdef char *grown
-        self._grow_for(1)
-        rc = self._find(vector_id, &pos, &p, &n, &h)
-        cdef int64_t previous = -1
-        if rc == JV_FOUND:
-            previous = self.table.entries[pos].slot
-            if previous == s:
-                return previous
-        if s < self.keys.n_keys and self.keys.key_length[s] != 0:
-            raise ValueError(f"slot {slot} already holds another id")
-        self._reserve_keys(s)
-        if self.keys.arena_used + n > self.keys.arena_size:
-            size = max(2 * self.keys.arena_size, self.keys.arena_used + n)
-            if size < 4096:
-                size = 4096
-            grown = <char *>realloc(self.keys.arena, size)
-            if grown == NULL:
-                raise MemoryError()
-            self.keys.arena = grown
-            self.keys.arena_size = size
-        memcpy(self.keys.arena + self.keys.arena_used, p, n)
-        self.keys.key_offset[s] = self.keys.arena_used
-        self.keys.key_length[s] = n
-        self.keys.arena_used += n
-        if previous >= 0:
-            self.keys.key_length[previous] = 0
-        jv_table_put(&self.table, pos, h, s, 0, 0, 0)
-        return previous
-
-    def get(self, vector_id, default=-1):
-        """Return the slot of ``vector_id``, or ``default``."""
-        cdef uint64_t pos, h
-        cdef const char *p
-        cdef uint32_t n
-        if self._find(vector_id, &pos, &p, &n, &h) == JV_FOUND:
-            return self.table.entries[pos].slot
-        return default
-
-    def delete(self, vector_id):
-        """Remove ``vector_id`` (leaving a tombstone); return its slot or -1."""
-        cdef uint64_t pos, h
-        cdef const char *p
-        cdef uint32_t n
-        if self._find(vector_id, &pos, &p, &n, &h) != JV_FOUND:
-            return -1
-        cdef uint32_t s = self.table.entries[pos].slot
-        jv_table_remove(&self.table, pos)
-        self.keys.key_length[s] = 0
-        return s
-
-    def lookup(self, ids):
-        """Return an int64 array of the slots of ``ids`` (-1 where absent)."""
-        cdef Py_ssize_t i, m = len(ids)
-        out = np.empty(m, dtype=np.int64)
-        cdef int64_t[::1] res = out
-        cdef uint64_t pos, h
-        cdef const char *p
-        cdef uint32_t n
-        for i in range(m):
-            if self._find(ids[i], &pos, &p, &n, &h) == JV_FOUND:
-                res[i] = self.table.entries[pos].slot
-            else:
-                res[i] = -1
-        return out
-
-    def __len__(self):
-        return self.table.live
-
-    def __contains__(self, vector_id):
-        cdef uint64_t pos, h
-        cdef const char *p
-        cdef uint32_t n
-        if not isinstance(vector_id, str):
-            return False
-        return self._find(vector_id, &pos, &p, &n, &h) == JV_FOUND
-
-    @property
-    def table_size(self):
-        """Entries in the table (a power of two)."""
-        return self.table.size
-
-    @property
-    def tombstones(self):
-        """Entries marking deleted ids."""
-        return self.table.tombs
-
-    def items(self):
-        """Return ``[(id, slot), ...]`` in table order."""
-        out = []
-        cdef uint64_t i
-        cdef uint32_t s
-        cdef uint64_t start
-        for i in range(self.table.size):
-            if self.table.entries[i].flags == JV_ENTRY_LIVE:
-                s = self.table.entries[i].slot
-                start = self.keys.key_offset[s]
-                key = self.keys.arena[start:start + self.keys.key_length[s]]
-                out.append((key.decode("utf-8"), s))
-        return out

@@ -1,25 +1,27 @@
 # cython: freethreading_compatible = False
 """Files mapped into memory that grow without moving.
 
-A ``MappedFile`` reserves address space once (``PROT_NONE``, no memory
-committed) and maps the file at the start of it, so growing the file maps the
-new range in place and every pointer into the mapping stays valid. Blocks are
-allocated (``posix_fallocate``) before the mapping covers them, so a full disk
-is a clean ``StorageFullError`` rather than a SIGBUS on a later store.
+A ``MappedFile`` is the Python face of ``jv_mfile`` (``src/jv_mfile.c``), the
+mechanism every file of a vector file set is built on: address space is
+reserved once (``PROT_NONE``, no memory committed) and the file is mapped at
+the start of it, so growing the file maps the new range in place and every
+pointer into the mapping stays valid. Blocks are allocated
+(``posix_fallocate``) before the mapping covers them, so a full disk is a
+clean ``StorageFullError`` rather than a SIGBUS on a later store.
 
-Exports: the object supports the buffer protocol. Each exported buffer counts
-against the mapping it was taken from. When the reservation runs out, the file
-is mapped anew in a larger reservation and the old mapping is *retired*; a
-retired mapping (and the mapping of a closed file) is unmapped when its last
-export is released. So a view never dangles, after growth or after close.
+Exports: the object supports the buffer protocol. Each exported buffer
+retains the mapping it was taken from. When the reservation runs out, the
+file is mapped anew in a larger reservation and the old mapping is *retired*;
+a retired mapping (and the mapping of a closed file) is unmapped when its
+last user is gone. So a view never dangles, after growth or after close.
 
-Thread rules: the mapping pointer is switched under ``maplock`` (taken
-without the GIL); callers that read through ``map.base`` from C hold their own
-lock that also serialises ``c_grow`` (``VectorFile`` does).
+Thread rules: ``maplock`` (taken without the GIL) guards the mapping pointer
+and size: growth and close take it for writing, an export reads both under
+it, so a buffer never describes more bytes than its mapping holds.
 """
 
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_WRITABLE
-from libc.errno cimport EBADF, EFBIG, ENOSPC, ERANGE
+from libc.errno cimport EFBIG, ENOSPC
 from libc.stdlib cimport free, malloc
 from libc.string cimport strerror
 
@@ -38,9 +40,6 @@ _HINTS = {
     "willneed": JV_ADV_WILLNEED,
     "dontneed": JV_ADV_DONTNEED,
 }
-# Address space reserved beyond the file by default: four times its size, at
-# least this much, so growth rarely has to map anew.
-cdef size_t DEFAULT_RESERVE = 4 << 30
 
 
 cdef int raise_os_error(int err, str operation, str path) except -1:
@@ -63,6 +62,49 @@ def page_size():
     return jv_page_size()
 
 
+cdef class _MapBuffer:
+    """A read-only buffer over part of a mapping, which it retains."""
+
+    cdef jv_map *map
+    cdef const char *base
+    cdef Py_ssize_t size
+
+    def __dealloc__(self):
+        if self.map != NULL:
+            jv_map_release(self.map)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("mapped rows are read-only")
+        view.buf = <void *>self.base
+        view.obj = self
+        view.len = self.size
+        view.readonly = 1
+        view.itemsize = 1
+        view.format = NULL
+        if flags & PyBUF_FORMAT:
+            view.format = b"B"
+        view.ndim = 1
+        view.shape = NULL
+        if flags & PyBUF_ND:
+            view.shape = &self.size
+        view.strides = NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+
+cdef object map_buffer(jv_map *m, const char *base, Py_ssize_t size):
+    cdef _MapBuffer b = _MapBuffer.__new__(_MapBuffer)
+    jv_map_retain(m)
+    b.map = m
+    b.base = base
+    b.size = size
+    return b
+
+
 cdef class MappedFile:
     """A file mapped read-write (or read-only) into memory, growing in place.
 
@@ -81,140 +123,63 @@ cdef class MappedFile:
     """
 
     def __cinit__(self, path, *, bint create=False, size=0, bint read_only=False, reserve=0):
-        self.fd = -1
-        self.map = NULL
-        self._closed = True
+        jv_mfile_init(&self.f)
         self.lock_ready = False
         self.path = os.fsdecode(os.fspath(path))
         self.path_bytes = os.fsencode(self.path)
         if b"\0" in self.path_bytes:  # C would stop at the NUL: another file
             raise ValueError(f"path must not contain a NUL byte, got {self.path!r}")
-        if jv_rwlock_init(&self.maplock) != 0:
-            raise MemoryError("cannot create the mapping lock")
-        self.lock_ready = True
         if create and read_only:
             raise ValueError("create=True needs a writable file (read_only=False)")
         if size < 0 or reserve < 0:
             raise ValueError(f"size and reserve must be >= 0, got {size} and {reserve}")
-        self.writable = not read_only
-        cdef int fd = -1
-        cdef int rc = jv_open(self.path_bytes, create, read_only, &fd)
+        if jv_rwlock_init(&self.maplock) != 0:
+            raise MemoryError("cannot create the mapping lock")
+        self.lock_ready = True
+        cdef int rc = jv_mfile_open(&self.f, self.path_bytes, create, not read_only, size,
+                                    reserve)
         if rc:
-            raise_os_error(rc, "open", self.path)
-        self.fd = fd
-        cdef uint64_t actual = 0
-        try:
-            if create:
-                rc = jv_allocate(fd, 0, size)
-                if rc:
-                    raise_os_error(rc, "allocate", self.path)
-            rc = jv_file_size(fd, &actual)
-            if rc:
-                raise_os_error(rc, "stat", self.path)
-            self.reserve_hint = reserve if reserve else max(DEFAULT_RESERVE, 4 * actual)
-            rc = jv_map_create(fd, self.reserve_hint, actual, self.writable, &self.map)
-            if rc:
-                raise_os_error(rc, "mmap", self.path)
-        except BaseException:
-            jv_close(fd)
-            self.fd = -1
-            if create:
-                os.unlink(self.path)
-            raise
-        self._size = actual
-        self._closed = False
+            raise_os_error(rc, "create" if create else "open", self.path)
 
     def __dealloc__(self):
         # __cinit__ may have failed before its first line (a missing or wrong
-        # argument): the fields are then zero, so _closed is False with no map
-        # and no lock. Only a mapping that was made is closed.
-        if not self._closed and self.map != NULL and self.lock_ready:
-            self.c_close()
+        # argument): the fields are then zero and nothing was opened.
         if self.lock_ready:
+            jv_mfile_close(&self.f)
             jv_rwlock_destroy(&self.maplock)
 
-    cdef int c_grow(self, uint64_t new_size) noexcept nogil:
-        """Grow to ``new_size`` bytes; return 0 or an errno (nothing changed then)."""
-        cdef int rc
-        cdef jv_map *fresh = NULL
-        cdef jv_map *old
-        cdef size_t reserve
-        if self._closed:
-            return EBADF
-        if new_size <= self._size:
-            return 0
-        rc = jv_allocate(self.fd, self._size, new_size - self._size)
-        if rc:
-            return rc
-        rc = jv_map_extend(self.map, self.fd, new_size, self.writable)
-        if rc == ERANGE:
-            # The reservation is used up: map the whole file in a larger one
-            # and retire the old mapping (unmapped once its exports are gone).
-            reserve = max(2 * self.map.reserved, 4 * new_size)
-            rc = jv_map_create(self.fd, reserve, new_size, self.writable, &fresh)
-            if rc:
-                return rc
-            jv_wrlock(&self.maplock)
-            old = self.map
-            self.map = fresh
-            jv_unlock(&self.maplock)
-            jv_map_retire(old)
-        elif rc:
-            return rc
-        self._size = new_size
-        return 0
-
-    cdef int c_sync(self, uint64_t offset, uint64_t length, bint async_) noexcept nogil:
-        if self._closed:
-            return EBADF
-        if offset >= self._size:
-            return 0
-        length = min(length, self._size - offset)
-        return jv_sync(self.map.base + offset, length, async_)
-
-    cdef void c_close(self) noexcept nogil:
-        if self._closed:
-            return
-        self._closed = True
-        jv_wrlock(&self.maplock)
-        jv_map_retire(self.map)
-        self.map = NULL
-        jv_unlock(&self.maplock)
-        jv_close(self.fd)
-        self.fd = -1
-
     cdef int _check_open(self) except -1:
-        if self._closed:
+        if self.f.map == NULL:
             raise StoreClosedError(f"{self.path}: the mapped file is closed")
         return 0
 
     @property
     def size(self):
         """Bytes of the file that are mapped and usable."""
-        return self._size
+        return self.f.size
 
     @property
     def reserved(self):
         """Bytes of address space reserved for the current mapping."""
         self._check_open()
-        return self.map.reserved
+        return self.f.map.reserved
 
     @property
     def exports(self):
         """Buffers currently exported from the current mapping."""
-        if self._closed:
+        if self.f.map == NULL:
             return 0
-        return jv_map_exports(self.map)
+        return jv_map_exports(self.f.map)
 
     @property
     def closed(self):
         """Whether ``close()`` was called."""
-        return self._closed
+        return self.f.map == NULL
 
     @property
     def read_only(self):
         """Whether the file is mapped read-only."""
-        return not self.writable
+        return not self.f.writable
 
     def grow(self, new_size):
         """Grow the file to ``new_size`` bytes, allocating blocks first.
@@ -224,14 +189,16 @@ cdef class MappedFile:
         refuses; the file and mapping are unchanged then.
         """
         self._check_open()
-        if not self.writable:
+        if not self.f.writable:
             raise PermissionError(f"{self.path}: mapped read-only, cannot grow")
         if new_size < 0:
             raise ValueError(f"new_size must be >= 0, got {new_size}")
         cdef uint64_t n = new_size
         cdef int rc
         with nogil:
-            rc = self.c_grow(n)
+            jv_wrlock(&self.maplock)
+            rc = jv_mfile_grow(&self.f, n)
+            jv_unlock(&self.maplock)
         if rc:
             raise_os_error(rc, "grow", self.path)
 
@@ -239,7 +206,7 @@ cdef class MappedFile:
         if offset < 0 or (length is not None and length < 0):
             raise ValueError(f"offset and length must be >= 0, got {offset}, {length}")
         if length is None:
-            length = max(0, self._size - offset)
+            length = max(0, self.f.size - offset)
         return offset, length
 
     def sync(self, offset=0, length=None):
@@ -249,7 +216,9 @@ cdef class MappedFile:
         cdef int rc
         cdef uint64_t o = offset, n = length
         with nogil:
-            rc = self.c_sync(o, n, False)
+            jv_rdlock(&self.maplock)
+            rc = jv_mfile_sync(&self.f, o, n, False)
+            jv_unlock(&self.maplock)
         if rc:
             raise_os_error(rc, "msync", self.path)
 
@@ -263,7 +232,9 @@ cdef class MappedFile:
         cdef int rc
         cdef uint64_t o = offset, n = length
         with nogil:
-            rc = self.c_sync(o, n, True)
+            jv_rdlock(&self.maplock)
+            rc = jv_mfile_sync(&self.f, o, n, True)
+            jv_unlock(&self.maplock)
         if rc:
             raise_os_error(rc, "msync", self.path)
 
@@ -277,10 +248,14 @@ cdef class MappedFile:
         if hint not in _HINTS:
             raise ValueError(f"hint must be one of {sorted(_HINTS)}, got {hint!r}")
         offset, length = self._range(offset, length)
-        if offset >= self._size:
-            return
-        length = min(length, self._size - offset)
-        cdef int rc = jv_advise(self.map.base + <uint64_t>offset, length, _HINTS[hint])
+        cdef int rc = 0
+        cdef int code = _HINTS[hint]
+        cdef uint64_t o = offset, n = length
+        with nogil:
+            jv_rdlock(&self.maplock)
+            if o < self.f.size:
+                rc = jv_advise(self.f.map.base + o, min(n, self.f.size - o), code)
+            jv_unlock(&self.maplock)
         if rc:
             raise_os_error(rc, "madvise", self.path)
 
@@ -298,7 +273,7 @@ cdef class MappedFile:
         cdef size_t got = 0
         cdef int rc = 0
         if length:
-            rc = jv_pread(self.fd, &view[0], length, offset, &got)
+            rc = jv_pread(self.f.fd, &view[0], length, offset, &got)
         if rc:
             raise_os_error(rc, "pread", self.path)
         return bytes(buf[:got])
@@ -307,7 +282,7 @@ cdef class MappedFile:
         """Size of the file on disk now (``fstat``); may exceed ``size``."""
         self._check_open()
         cdef uint64_t s = 0
-        cdef int rc = jv_file_size(self.fd, &s)
+        cdef int rc = jv_mfile_stat(&self.f, &s)
         if rc:
             raise_os_error(rc, "stat", self.path)
         return s
@@ -317,13 +292,18 @@ cdef class MappedFile:
         self._check_open()
         cdef int rc
         with nogil:
-            rc = jv_fsync(self.fd)
+            rc = jv_fsync(self.f.fd)
         if rc:
             raise_os_error(rc, "fsync", self.path)
 
     def close(self):
         """Close the file; exported views keep their pages until released."""
-        self.c_close()
+        if not self.lock_ready:
+            return
+        with nogil:
+            jv_wrlock(&self.maplock)
+            jv_mfile_close(&self.f)
+            jv_unlock(&self.maplock)
 
     def __enter__(self):
         return self
@@ -332,26 +312,32 @@ cdef class MappedFile:
         self.close()
 
     def __repr__(self):
-        state = "closed" if self._closed else f"size={self._size}"
+        state = "closed" if self.f.map == NULL else f"size={self.f.size}"
         return f"<MappedFile {self.path!r} {state}>"
 
     def __getbuffer__(self, Py_buffer *view, int flags):
         self._check_open()
-        if flags & PyBUF_WRITABLE and not self.writable:
+        if flags & PyBUF_WRITABLE and not self.f.writable:
             raise BufferError(f"{self.path}: mapped read-only")
         cdef Export *ex = <Export *>malloc(sizeof(Export))
         if ex == NULL:
             raise MemoryError()
         with nogil:
             jv_rdlock(&self.maplock)
-        ex.map = self.map
-        jv_map_retain(ex.map)
+        # Mapping and size are read together under the lock: a grow cannot
+        # slip in between and leave a buffer longer than its mapping.
+        ex.map = self.f.map
+        ex.shape = <Py_ssize_t>self.f.size
+        if ex.map != NULL:
+            jv_map_retain(ex.map)
         jv_unlock(&self.maplock)
-        ex.shape = <Py_ssize_t>self._size
+        if ex.map == NULL:
+            free(ex)
+            raise StoreClosedError(f"{self.path}: the mapped file is closed")
         view.buf = ex.map.base
         view.obj = self
         view.len = ex.shape
-        view.readonly = not self.writable
+        view.readonly = not self.f.writable
         view.itemsize = 1
         view.format = NULL
         if flags & PyBUF_FORMAT:

@@ -1,11 +1,12 @@
-# Open-time checks, recovery and verify of a vector file set (recovery.pyx).
-# VectorFile reaches these through the module's Python face (load, verify);
-# the C-level steps are declared here for any module that needs them.
-from jadevec._core.layout cimport jv_commit
-from jadevec._core.vector_file cimport VectorFile
+# Open-time checks, recovery and verification of a vector file set.
+from jadevec._core.layout cimport jv_fileset, jv_snapshot
 
 
-cdef list load_headers(VectorFile vf, jv_commit best)
-cdef int count_table(VectorFile vf) except -1
-cdef int recover(VectorFile vf, list reasons) except -1
-cdef int check(VectorFile vf, list problems) except -1
+# Check the files mapped by jv_fs_map_files and make the set usable: a clean
+# or read-only open reads the newest commit; a writer that finds it dirty
+# recovers. Returns the recovery report (a dict) or None.
+cdef object load(jv_fileset *fs, str folder)
+
+# Every problem found (an empty list: sound). `snap` NULL: the writer's
+# working state (the read lock held); else that snapshot.
+cdef list verify_fileset(jv_fileset *fs, str folder, jv_snapshot *snap)

@@ -1,6 +1,1 @@
-from jadevec._core.vector_file import VectorFile
-
-__all__ = ["load", "verify"]
-
-def load(vf: VectorFile) -> None: ...
-def verify(vf: VectorFile) -> list[str]: ...
+__all__: list[str]

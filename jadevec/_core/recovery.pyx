@@ -1,22 +1,25 @@
 """Open-time checks, recovery and verification of a vector file set.
 
-``VectorFile.open`` maps the four files and hands them to :func:`load`,
-which reads the headers with ``pread`` and checks every field before
-anything mapped is used (docs/vector_file_format.md, "Open and recovery").
-A clean file set is open after that; one that was not closed cleanly is
-*recovered*: the slot records are the truth, so the index is rebuilt from
-them (per id, the valid record with the highest sequence wins) and a clean
-checkpoint is written. :func:`verify` is the full check behind
+``VectorFile.open`` maps the files and hands the set to :func:`load`, which
+reads the commit records and static headers with ``pread`` and checks every
+field before anything mapped is used (docs/vector_file_format.md, "Open and
+recovery"). A reader, or a writer that finds a clean commit, is open after
+that. A writer that finds a dirty commit (the last writer never closed)
+*recovers*: the newest commit is the base, and the slot records written after
+it are replayed in sequence order into a fresh table; a clean checkpoint
+follows. :func:`verify_fileset` is the full check behind
 ``VectorFile.verify``: every checksum and cross-reference, read-only.
 
-Thread rules: :func:`load` runs before the file is shared, so it takes no
-lock; :func:`verify` is called with the file's reader lock held.
+Thread rules: :func:`load` runs before the set is shared, so it takes no
+lock; :func:`verify_fileset` runs with the set's read lock (and, for a
+reader, a snapshot) held by the caller.
 """
 
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 from jadevec._core._types cimport uint8_t, uint32_t, uint64_t
+from jadevec._core.fileset cimport raise_status
 from jadevec._core.layout cimport (
     JV_ABSENT,
     JV_COMMIT_B_OFFSET,
@@ -24,9 +27,14 @@ from jadevec._core.layout cimport (
     JV_ENTRY_LIVE,
     JV_ENTRY_TOMBSTONE,
     JV_FILE_HEADER,
+    JV_FILE_IDS,
+    JV_FILE_INDEX,
+    JV_FILE_SLOTS,
+    JV_FILE_VEC,
     JV_FORMAT_VERSION,
     JV_FOUND,
     JV_HEADER_PAGE,
+    JV_ID_ALIGN,
     JV_MAGIC_IDS,
     JV_MAGIC_INDEX,
     JV_MAGIC_SLOTS,
@@ -34,459 +42,555 @@ from jadevec._core.layout cimport (
     JV_MAX_DIMENSION,
     JV_MAX_ID_BYTES,
     JV_MAX_SLOTS,
+    JV_MAX_TABLE,
+    JV_MIN_TABLE,
+    JV_PAGE,
+    JV_PAGE_ENTRIES,
     JV_SLOT_DELETED,
     JV_SLOT_LIVE,
-    JV_SLOT_SUPERSEDED,
+    JV_SLOT_RECORD,
     JV_STATE_CLEAN,
+    JV_STATE_MOVED,
+    JV_ST_MOVED,
+    JV_FILE_READERS,
     jv_commit,
+    jv_commit_check,
     jv_crc32c,
     jv_entry,
+    jv_entry_at,
+    jv_entry_check,
     jv_entry_crc,
+    jv_fail,
+    jv_fileset,
+    jv_fs_build_free,
+    jv_fs_checkpoint,
+    jv_fs_load_map,
+    jv_fs_open_readers,
+    jv_fs_rehash,
+    jv_fs_snap_begin,
+    jv_fs_snap_end,
+    jv_fs_slot,
+    jv_fs_row,
     jv_hash,
     jv_header_crc_ok,
+    jv_id_at,
     jv_id_record,
     jv_id_record_size,
-    jv_ids_header,
-    jv_index_header,
-    jv_key_of_slot,
+    jv_row_stride_for,
     jv_slot,
     jv_slot_crc,
     jv_slot_is_blank,
-    jv_slot_supersede,
-    jv_slots_header,
+    jv_slot_seal,
+    jv_snapshot,
+    jv_status,
+    jv_table,
     jv_table_find,
+    jv_table_pages,
     jv_table_put,
     jv_table_remove,
-    jv_table_size_for,
-)
-from jadevec._core.mapped_file cimport raise_os_error
-from jadevec._core.vector_file cimport (
-    FILE_IDS,
-    FILE_INDEX,
-    FILE_SLOTS,
-    FILE_VEC,
-    SLOT_RECORD,
-    Status,
-    VectorFile,
-    raise_status,
-    row_stride_for,
 )
 
+import os
 import time
 
-from jadevec._core.vector_file import FILE_NAMES
-from jadevec.errors import UnsupportedVersionError
+from jadevec.errors import CorruptionError, UnsupportedVersionError
 
-__all__ = ["load", "verify"]
+__all__ = []
+
+_NAMES = ("vectors.jvdb", "slots.jvsl", "index.jvix", "ids.jvid", "readers.jvrd")
 
 
-def load(VectorFile vf):
-    """Check the headers of a file set just mapped (read with pread), then open
-    it clean or recover it (read-only: use it as it is and say so).
-    """
-    cdef jv_commit rec, best
-    cdef bytes page
-    cdef uint64_t vec_size = vf.vec._size
+cdef str file_path(str folder, int which):
+    return os.path.join(folder, _NAMES[which])
+
+
+cdef object corrupt(str folder, int which, str message):
+    return CorruptionError(f"{file_path(folder, which)}: {message}")
+
+
+cdef bytes pread_all(jv_fileset *fs, int which, uint64_t offset, uint64_t length):
+    cdef int fd = fs.f[which].fd
+    return os.pread(fd, length, offset)
+
+
+# -- open ------------------------------------------------------------------------
+
+
+cdef object load(jv_fileset *fs, str folder):
+    cdef jv_commit rec[2]
+    cdef jv_commit best
+    cdef jv_status st
+    cdef int record = -1
+    cdef uint64_t vec_size = fs.f[JV_FILE_VEC].size
     if vec_size < JV_HEADER_PAGE:
-        raise vf.corrupt(FILE_VEC, f"file is {vec_size} bytes, shorter than its "
-                         f"{JV_HEADER_PAGE}-byte header page (truncated)")
-    page = vf.vec.pread(0, JV_HEADER_PAGE)
+        raise corrupt(folder, JV_FILE_VEC, f"file is {vec_size} bytes, shorter than its "
+                      f"{JV_HEADER_PAGE}-byte header page (truncated)")
+    page = pread_all(fs, JV_FILE_VEC, 0, JV_HEADER_PAGE)
+    if len(page) < JV_HEADER_PAGE:
+        raise corrupt(folder, JV_FILE_VEC, "the header page cannot be read whole (truncated)")
+    memcpy(&rec[0], <const char *>page, sizeof(jv_commit))
+    memcpy(&rec[1], <const char *>page + JV_COMMIT_B_OFFSET, sizeof(jv_commit))
     problems = []
-    cdef bint have = False
-    memset(&best, 0, sizeof(best))
-    for offset, label in ((0, "A"), (JV_COMMIT_B_OFFSET, "B")):
-        memcpy(&rec, <const char *>page + <int>offset, sizeof(jv_commit))
-        if page[offset:offset + 64] == bytes(64):
-            problems.append(f"commit record {label} is empty")
-            continue
-        if rec.magic != JV_MAGIC_VECTORS:
-            problems.append(f"commit record {label}: bad magic 0x{rec.magic:08x} "
-                            f"(expected 0x{JV_MAGIC_VECTORS:08x})")
-            continue
-        if rec.version > JV_FORMAT_VERSION:
+    for i, label in ((0, "A"), (1, "B")):
+        check = jv_commit_check(&rec[i])
+        if check == 2:
             raise UnsupportedVersionError(
-                f"{vf._file(FILE_VEC)}: format version {rec.version} in commit "
-                f"record {label}; this jadevec reads version {JV_FORMAT_VERSION} "
-                f"(upgrade jadevec)")
-        if rec.version != JV_FORMAT_VERSION:
-            problems.append(f"commit record {label}: bad version {rec.version}")
-            continue
-        if jv_crc32c(0, &rec, 60) != rec.crc:
-            problems.append(f"commit record {label}: header checksum mismatch")
-            continue
-        if not have or rec.generation > best.generation:
-            best = rec
-            have = True
-    if not have:
-        raise vf.corrupt(FILE_VEC, "no valid commit record: " + "; ".join(problems))
-    if not 1 <= best.dimension <= JV_MAX_DIMENSION:
-        raise vf.corrupt(FILE_VEC, f"dimension {best.dimension} out of range")
-    if best.row_stride != row_stride_for(best.dimension):
-        raise vf.corrupt(FILE_VEC, f"row_stride {best.row_stride} does not match "
-                         f"dimension {best.dimension}")
-    if best.data_offset != JV_HEADER_PAGE or best.index_offset != JV_FILE_HEADER:
-        raise vf.corrupt(FILE_VEC, f"data_offset {best.data_offset} / index_offset "
-                         f"{best.index_offset} differ from {JV_HEADER_PAGE} / "
-                         f"{JV_FILE_HEADER}")
-    if best.capacity > JV_MAX_SLOTS or best.high_water > best.capacity:
-        raise vf.corrupt(FILE_VEC, f"high_water {best.high_water} exceeds capacity "
-                         f"{best.capacity}")
-    if best.vector_count > best.high_water:
-        raise vf.corrupt(FILE_VEC, f"vector_count {best.vector_count} exceeds "
-                         f"high_water {best.high_water}")
-    vf.dimension = best.dimension
-    vf.row_stride = best.row_stride
-    vf.capacity = best.capacity
-    vf.high_water = best.high_water
-    vf.generation = best.generation
-    if vec_size < JV_HEADER_PAGE + <uint64_t>vf.capacity * vf.row_stride:
-        raise vf.corrupt(FILE_VEC, f"file is {vec_size} bytes, capacity {vf.capacity} "
-                         f"needs {JV_HEADER_PAGE + <uint64_t>vf.capacity * vf.row_stride} "
-                         f"(truncated)")
-    if vf.slots._size < JV_FILE_HEADER + <uint64_t>vf.capacity * SLOT_RECORD:
-        raise vf.corrupt(FILE_SLOTS, f"file is {vf.slots._size} bytes, capacity "
-                         f"{vf.capacity} needs "
-                         f"{JV_FILE_HEADER + <uint64_t>vf.capacity * SLOT_RECORD} (truncated)")
-    reasons = load_headers(vf, best)
-    vf.closed = False
-    vf.refresh()
-    if not reasons:
-        return None
-    if vf.read_only:
-        # Nothing may be written: use the table as it is and say so.
-        vf._report = {"recovered": False, "needs_recovery": True, "reasons": reasons}
-        count_table(vf)
-        return None
-    recover(vf, reasons)
-    return None
+                f"{file_path(folder, JV_FILE_VEC)}: format version {rec[i].version} in commit "
+                f"record {label}; this jadevec reads version {JV_FORMAT_VERSION} (upgrade "
+                f"jadevec, or export with the jadevec that wrote it)")
+        if check == 1:
+            problems.append(f"commit record {label} failed its magic, version or checksum")
+        elif check == 0 and (record < 0 or rec[i].generation > rec[record].generation):
+            record = i
+    if record < 0:
+        raise corrupt(folder, JV_FILE_VEC, "no valid commit record: " + "; ".join(
+            problems or ["both are empty"]))
+    best = rec[record]
+    check_commit(fs, folder, &best)
+    check_headers(fs, folder, &best)
+    fs.dimension = best.dimension
+    fs.row_stride = best.row_stride
+    fs.capacity = best.capacity
+    fs.high_water = best.high_water
+    fs.set_id = best.set_id
+    fs.newest = best
+    fs.newest_record = record
+    fs.generation = best.generation
+    fs.next_seq = best.next_sequence
+    fs.ids_end = best.ids_end
+    fs.pages.tag = best.generation
+    cdef bytes folder_b = os.fsencode(folder)
+    if jv_fs_open_readers(fs, folder_b, &st) != 0:
+        raise_status(folder, &st)
+    fallback = None
+    if problems:
+        fallback = (f"{'; '.join(problems)}: a commit torn by a crash, or damage; opened "
+                    f"at generation {best.generation} from record {'AB'[record]}")
+    if best.state == JV_STATE_MOVED:
+        jv_fail(&st, JV_ST_MOVED, JV_FILE_VEC, NULL, 0)
+        raise_status(folder, &st)
+    if fs.read_only:
+        # Check the newest commit whole now (map included), so damage shows
+        # at open; every call reads the newest commit of its own time.
+        check_snapshot(fs, folder)
+        return None if fallback is None else {"recovered": False, "fallback": fallback}
+    load_table(fs, folder, &best, record, &rec[1 - record])
+    if best.state == JV_STATE_CLEAN:
+        if fallback is None:
+            return None
+        return {"recovered": False, "fallback": fallback, "generation": best.generation}
+    return recover(fs, folder, fallback)
 
 
-cdef list load_headers(VectorFile vf, jv_commit best):
-    """Check the three file headers; return why recovery is needed ([] if not)."""
-    cdef jv_slots_header sh
-    cdef jv_index_header ih
-    cdef jv_ids_header dh
-    cdef bytes raw
-    cdef uint32_t magic
-    cdef int which
-    reasons = []
-    if best.state != JV_STATE_CLEAN:
-        reasons.append("the file set was not closed cleanly")
-    for which, magic in ((FILE_SLOTS, JV_MAGIC_SLOTS), (FILE_INDEX, JV_MAGIC_INDEX),
-                         (FILE_IDS, JV_MAGIC_IDS)):
-        f = (vf.vec, vf.slots, vf.index, vf.idfile)[which]
-        raw = f.pread(0, JV_FILE_HEADER)
-        if len(raw) < JV_FILE_HEADER:
-            raise vf.corrupt(which, f"file is {len(raw)} bytes, shorter than its "
-                             f"{JV_FILE_HEADER}-byte header (truncated)")
-        memcpy(&sh, <const char *>raw, JV_FILE_HEADER)
-        if sh.magic != magic:
-            raise vf.corrupt(which, f"bad magic 0x{sh.magic:08x} "
-                             f"(expected 0x{magic:08x})")
-        if sh.version > JV_FORMAT_VERSION:
-            raise UnsupportedVersionError(
-                f"{vf._file(which)}: format version {sh.version}; this jadevec "
-                f"reads version {JV_FORMAT_VERSION} (upgrade jadevec)")
-        if sh.version != JV_FORMAT_VERSION:
-            raise vf.corrupt(which, f"bad version {sh.version}")
-        if not jv_header_crc_ok(<const char *>raw):
-            reasons.append(f"{FILE_NAMES[which]}: header checksum mismatch")
-        elif sh.generation != best.generation and best.state == JV_STATE_CLEAN:
-            reasons.append(f"{FILE_NAMES[which]}: header generation {sh.generation} "
-                           f"differs from the commit's {best.generation}")
-    raw = vf.slots.pread(0, JV_FILE_HEADER)
-    memcpy(&sh, <const char *>raw, JV_FILE_HEADER)
-    raw = vf.index.pread(0, JV_FILE_HEADER)
-    memcpy(&ih, <const char *>raw, JV_FILE_HEADER)
-    raw = vf.idfile.pread(0, JV_FILE_HEADER)
-    memcpy(&dh, <const char *>raw, JV_FILE_HEADER)
-    vf.next_seq = sh.next_sequence
-    vf.ids_end = dh.end
-    vf.table.size = ih.table_size
-    vf.table.live = ih.live
-    vf.table.tombs = ih.tombstones
-    if reasons:
-        return reasons
-    # The headers are current: their fields must make sense, or it is damage.
-    if sh.record_size != SLOT_RECORD or sh.dimension != vf.dimension or sh.next_sequence < 1:
-        raise vf.corrupt(FILE_SLOTS, f"header fields record_size={sh.record_size} "
-                         f"dimension={sh.dimension} next_sequence={sh.next_sequence}")
-    if (ih.entry_size != sizeof(jv_entry) or ih.table_size < 8
-            or ih.table_size & (ih.table_size - 1) or ih.table_size > (1ULL << 40)):
-        raise vf.corrupt(FILE_INDEX, f"header fields entry_size={ih.entry_size} "
-                         f"table_size={ih.table_size}")
-    if (vf.index._size < JV_FILE_HEADER
-            or ih.table_size > (vf.index._size - JV_FILE_HEADER) // sizeof(jv_entry)):
-        raise vf.corrupt(FILE_INDEX, f"file is {vf.index._size} bytes, table_size "
-                         f"{ih.table_size} needs "
-                         f"{JV_FILE_HEADER + ih.table_size * sizeof(jv_entry)} (truncated)")
-    if ih.live + ih.tombstones > ih.table_size or ih.live != best.vector_count:
-        raise vf.corrupt(FILE_INDEX, f"live={ih.live} tombstones={ih.tombstones} "
-                         f"disagree with table_size {ih.table_size} or vector_count "
-                         f"{best.vector_count}")
-    if dh.end < JV_FILE_HEADER or dh.end % 8 or dh.end > vf.idfile._size:
-        raise vf.corrupt(FILE_IDS, f"end {dh.end} outside the file "
-                         f"({vf.idfile._size} bytes) (truncated)")
-    return []
-
-
-cdef int count_table(VectorFile vf) except -1:
-    """Recount live and tombstone entries (read-only open of a dirty file)."""
-    cdef uint64_t i, live = 0, tombs = 0
-    cdef uint64_t size = vf.table.size
-    # Divide rather than multiply: a damaged table_size (2^62) times 32 wraps.
-    if (size < 8 or size & (size - 1) or vf.index._size < JV_FILE_HEADER
-            or size > (vf.index._size - JV_FILE_HEADER) // sizeof(jv_entry)):
-        raise vf.corrupt(FILE_INDEX, f"table_size {size} unusable; open the file "
-                         f"for writing once to rebuild it")
-    for i in range(size):
-        if vf.table.entries[i].flags == JV_ENTRY_LIVE:
-            live += 1
-        elif vf.table.entries[i].flags == JV_ENTRY_TOMBSTONE:
-            tombs += 1
-    vf.table.live = live
-    vf.table.tombs = tombs
-    # Slots written after the last commit are past high_water: readable.
-    vf.high_water = <uint32_t>min((vf.vec._size - JV_HEADER_PAGE) // vf.row_stride,
-                                  (vf.slots._size - JV_FILE_HEADER) // SLOT_RECORD,
-                                  <uint64_t>JV_MAX_SLOTS)
-    vf.refresh()
+cdef int check_commit(jv_fileset *fs, str folder, jv_commit *c) except -1:
+    """The winning commit record's fields must make sense, and the files hold them."""
+    if not 1 <= c.dimension <= JV_MAX_DIMENSION:
+        raise corrupt(folder, JV_FILE_VEC, f"commit field dimension is {c.dimension}")
+    if c.row_stride != jv_row_stride_for(c.dimension):
+        raise corrupt(folder, JV_FILE_VEC, f"commit field row_stride {c.row_stride} does not "
+                      f"match dimension {c.dimension}")
+    if c.data_offset != JV_HEADER_PAGE:
+        raise corrupt(folder, JV_FILE_VEC, f"commit field data_offset is {c.data_offset}")
+    if c.capacity > JV_MAX_SLOTS or c.high_water > c.capacity:
+        raise corrupt(folder, JV_FILE_VEC, f"commit field high_water {c.high_water} exceeds "
+                      f"capacity {c.capacity}")
+    if c.vector_count > c.high_water:
+        raise corrupt(folder, JV_FILE_VEC, f"commit field vector_count {c.vector_count} "
+                      f"exceeds high_water {c.high_water}")
+    if (c.table_size < JV_MIN_TABLE or c.table_size > JV_MAX_TABLE
+            or c.table_size & (c.table_size - 1)):
+        raise corrupt(folder, JV_FILE_VEC, f"commit field table_size is {c.table_size}")
+    if c.vector_count + c.tombstones > c.table_size:
+        raise corrupt(folder, JV_FILE_VEC, f"commit fields vector_count {c.vector_count} + "
+                      f"tombstones {c.tombstones} exceed table_size {c.table_size}")
+    if c.next_sequence < 1:
+        raise corrupt(folder, JV_FILE_VEC, "commit field next_sequence is 0")
+    if (c.ids_end < JV_FILE_HEADER or c.ids_end % JV_ID_ALIGN
+            or c.ids_end > fs.f[JV_FILE_IDS].size):
+        raise corrupt(folder, JV_FILE_IDS, f"commit field ids_end {c.ids_end} is outside the "
+                      f"file ({fs.f[JV_FILE_IDS].size} bytes) (truncated?)")
+    need = JV_HEADER_PAGE + <uint64_t>c.capacity * c.row_stride
+    if fs.f[JV_FILE_VEC].size < need:
+        raise corrupt(folder, JV_FILE_VEC, f"file is {fs.f[JV_FILE_VEC].size} bytes, capacity "
+                      f"{c.capacity} needs {need} (truncated)")
+    need = JV_FILE_HEADER + <uint64_t>c.capacity * JV_SLOT_RECORD
+    if fs.f[JV_FILE_SLOTS].size < need:
+        raise corrupt(folder, JV_FILE_SLOTS, f"file is {fs.f[JV_FILE_SLOTS].size} bytes, "
+                      f"capacity {c.capacity} needs {need} (truncated)")
     return 0
 
 
-# -- recovery ------------------------------------------------------------
+cdef int check_headers(jv_fileset *fs, str folder, jv_commit *c) except -1:
+    """The static headers: magic, version, unit, set_id (and the slots' dimension)."""
+    cdef uint32_t magic, version, unit, dimension, want_magic, want_unit
+    cdef int which
+    cdef uint64_t set_id
+    for which, want_magic, want_unit in ((JV_FILE_SLOTS, <uint32_t>JV_MAGIC_SLOTS,
+                                          <uint32_t>JV_SLOT_RECORD),
+                                         (JV_FILE_INDEX, <uint32_t>JV_MAGIC_INDEX,
+                                          <uint32_t>JV_PAGE),
+                                         (JV_FILE_IDS, <uint32_t>JV_MAGIC_IDS,
+                                          <uint32_t>JV_ID_ALIGN)):
+        raw = pread_all(fs, which, 0, JV_FILE_HEADER)
+        if len(raw) < JV_FILE_HEADER:
+            raise corrupt(folder, which, f"file is {len(raw)} bytes, shorter than its "
+                          f"{JV_FILE_HEADER}-byte header (truncated)")
+        magic = int.from_bytes(raw[0:4], "little")
+        version = int.from_bytes(raw[4:8], "little")
+        set_id = int.from_bytes(raw[8:16], "little")
+        dimension = int.from_bytes(raw[16:20], "little")
+        unit = int.from_bytes(raw[20:24], "little")
+        if magic != want_magic:
+            raise corrupt(folder, which, f"header field magic is 0x{magic:08x} (expected "
+                          f"0x{want_magic:08x})")
+        if version > JV_FORMAT_VERSION:
+            raise UnsupportedVersionError(
+                f"{file_path(folder, which)}: format version {version}; this jadevec reads "
+                f"version {JV_FORMAT_VERSION} (upgrade jadevec)")
+        if version != JV_FORMAT_VERSION:
+            raise corrupt(folder, which, f"header field version is {version}")
+        if not jv_header_crc_ok(<const char *>raw):
+            raise corrupt(folder, which, "header checksum mismatch")
+        if unit != want_unit:
+            raise corrupt(folder, which, f"header field unit is {unit} (expected {want_unit})")
+        if set_id != c.set_id:
+            raise corrupt(folder, which, f"header field set_id {set_id:#x} differs from the "
+                          f"commit's {c.set_id:#x}: the file belongs to another file set")
+        if which == JV_FILE_SLOTS and dimension != c.dimension:
+            raise corrupt(folder, which, f"header field dimension {dimension} differs from "
+                          f"the commit's {c.dimension}")
+    return 0
 
 
-cdef int recover(VectorFile vf, list reasons) except -1:
-    """Rebuild the index from the slot records, then checkpoint clean.
-
-    Per id, the valid LIVE or DELETED record with the highest sequence
-    wins (docs/vector_file_format.md, "Open and recovery").
-    """
-    cdef double started = time.perf_counter()
-    cdef uint64_t cap64 = min((vf.vec._size - JV_HEADER_PAGE) // vf.row_stride,
-                              (vf.slots._size - JV_FILE_HEADER) // SLOT_RECORD,
-                              <uint64_t>JV_MAX_SLOTS)
-    cdef uint32_t cap = <uint32_t>cap64
-    cdef uint32_t s, hw = 0
-    cdef uint64_t max_seq = 0, ids_end = JV_FILE_HEADER, pos, h, i, off, table_size
-    cdef uint64_t n_live = 0, n_deleted = 0, n_superseded = 0, n_candidates = 0
-    cdef jv_slot *rec
-    cdef jv_slot *other
-    cdef jv_id_record *idr
-    cdef const char *key
-    cdef uint32_t klen
+cdef int check_snapshot(jv_fileset *fs, str folder) except -1:
+    cdef jv_snapshot *s
+    cdef jv_status st
     cdef int rc
-    cdef uint32_t vbytes = vf.dimension * 4
-    cdef Status st
-    dropped = []
-    vf.capacity = cap
-    vf.high_water = cap  # the key function may look at any record while scanning
-    vf.refresh()
-    # Pass 1: which records count; size the table for them.
-    cdef uint8_t *good = <uint8_t *>malloc(max(cap, 1))
-    if good == NULL:
-        raise MemoryError()
-    try:
-        for s in range(cap):
-            good[s] = 0
-            rec = vf.slot_rec(s)
-            if jv_slot_is_blank(rec):
-                continue
-            hw = s + 1
-            if jv_slot_crc(rec) != rec.crc:
-                dropped.append(f"slot {s}: record checksum mismatch")
-                continue
-            if rec.flags not in (JV_SLOT_LIVE, JV_SLOT_DELETED, JV_SLOT_SUPERSEDED):
-                dropped.append(f"slot {s}: unknown flags {rec.flags}")
-                continue
-            if rec.sequence > max_seq:
-                max_seq = rec.sequence
-            off = rec.id_offset
-            if jv_key_of_slot(&vf.keys, s, &key, &klen) != 0:
-                dropped.append(f"slot {s}: id reference out of bounds")
-                continue
-            idr = <jv_id_record *>(vf.idfile.map.base + off)
-            if jv_crc32c(0, key, klen) != idr.crc:
-                dropped.append(f"slot {s}: id checksum mismatch")
-                continue
-            ids_end = max(ids_end, off + jv_id_record_size(klen))
-            if rec.flags == JV_SLOT_SUPERSEDED:
-                n_superseded += 1
-                continue
-            if (rec.flags == JV_SLOT_LIVE
-                    and jv_crc32c(0, vf.row(s), vbytes) != rec.vector_crc):
-                dropped.append(f"slot {s}: vector checksum mismatch")
-                continue
-            good[s] = 1
-            n_candidates += 1
-        # Pass 2: rebuild the table, keeping the newest record per id.
-        table_size = jv_table_size_for(n_candidates)
-        with nogil:
-            rc = vf.index.c_grow(JV_FILE_HEADER + table_size * sizeof(jv_entry))
-        if rc:
-            raise_os_error(rc, "grow", vf.index.path)
-        vf.refresh()
-        memset(vf.table.entries, 0, table_size * sizeof(jv_entry))
-        vf.table.size = table_size
-        vf.table.live = 0
-        vf.table.tombs = 0
-        for s in range(cap):
-            if not good[s]:
-                continue
-            rec = vf.slot_rec(s)
-            jv_key_of_slot(&vf.keys, s, &key, &klen)
-            h = jv_hash(key, klen) & vf.hash_mask
-            rc = jv_table_find(&vf.table, h, key, klen, &pos)
-            if rc == JV_FOUND:
-                other = vf.slot_rec(vf.table.entries[pos].slot)
-                if other.sequence >= rec.sequence:
-                    jv_slot_supersede(rec)
-                    continue
-                jv_slot_supersede(other)
-            elif rc != JV_ABSENT:
-                raise vf.corrupt(FILE_INDEX, f"rebuilding the index failed ({rc})")
-            jv_table_put(&vf.table, pos, h, s, vbytes, rec.vector_crc,
-                         <uint32_t>rec.sequence)
-        # Tombstone winners: the id is absent.
-        for i in range(table_size):
-            if vf.table.entries[i].flags == JV_ENTRY_LIVE:
-                if vf.slot_rec(vf.table.entries[i].slot).flags == JV_SLOT_DELETED:
-                    jv_table_remove(&vf.table, i)
-                    n_deleted += 1
-                else:
-                    n_live += 1
-    finally:
-        free(good)
-    vf.high_water = hw
-    vf.next_seq = max_seq + 1
-    vf.ids_end = ids_end
-    vf.refresh()
     with nogil:
-        rc = vf.rehash_locked(0, &st)
-        # Every slot below high_water but the live ones is free once the
-        # SUPERSEDED marks above are durable, which the checkpoint makes them.
-        if rc == 0:
-            rc = vf.build_free_locked(&st)
-        if rc == 0:
-            vf.dirty = True
-            rc = vf.checkpoint_locked(JV_STATE_CLEAN, &st)
+        rc = jv_fs_snap_begin(fs, &s, &st)
     if rc:
-        raise_status(vf, &st)
-    vf.dirty = False
-    vf._report = {
+        raise_status(folder, &st)
+    jv_fs_snap_end(fs, s)
+    return 0
+
+
+cdef int load_table(jv_fileset *fs, str folder, jv_commit *best, int record,
+                    jv_commit *other) except -1:
+    """A writer's working table: the newest commit's, read through its page map."""
+    cdef jv_status st
+    cdef uint32_t *map = NULL
+    cdef int rc = jv_fs_load_map(fs, &fs.f[JV_FILE_INDEX], best, &map, &st)
+    if rc < 0:
+        raise_status(folder, &st)
+    if rc == 1:
+        raise corrupt(folder, JV_FILE_INDEX, f"page map checksum mismatch (commit generation "
+                      f"{best.generation})")
+    fs.table.base = fs.f[JV_FILE_INDEX].map.base
+    fs.table.map = map
+    fs.table.size = best.table_size
+    fs.table.live = best.vector_count
+    fs.table.tombs = best.tombstones
+    fs.table.ids = fs.f[JV_FILE_IDS].map.base
+    fs.table.ids_end = best.ids_end
+    fs.table.slot_limit = best.high_water
+    fs.table.pages = &fs.pages
+    fs.table.owned_pages = 0
+    cdef uint64_t tp = best.table_size // JV_PAGE_ENTRIES
+    cdef uint64_t ap = (tp * 4 + JV_PAGE - 1) // JV_PAGE
+    cdef uint64_t npages = fs.f[JV_FILE_INDEX].size // JV_PAGE
+    cdef uint64_t i, first
+    fs.area_pages = ap
+    fs.area_current = 0
+    fs.area[0] = <uint32_t>(best.index_offset // JV_PAGE)
+    fs.area[1] = 0
+    # The other commit's map area can be the second area if it is whole and
+    # overlaps nothing the newest commit names.
+    if jv_commit_check(other) == 0 and other.table_size == best.table_size \
+            and other.index_offset % JV_PAGE == 0 and other.index_offset >= JV_PAGE:
+        first = other.index_offset // JV_PAGE
+        usable = first + ap <= npages and (first + ap <= fs.area[0] or first >= fs.area[0] + ap)
+        for i in range(tp):
+            if not usable:
+                break
+            if first <= map[i] < first + ap:
+                usable = False
+        if usable:
+            fs.area[1] = <uint32_t>first
+    return 0
+
+
+cdef dict slot_problem_counts():
+    return {"checksum": 0, "flags": 0, "id": 0, "torn": 0}
+
+
+cdef object recover(jv_fileset *fs, str folder, object fallback):
+    """Replay the writes after the newest commit onto it, then checkpoint clean."""
+    cdef double started = time.perf_counter()
+    cdef jv_status st
+    cdef uint64_t g = fs.generation, S = fs.next_seq, i, h, pos, off
+    cdef uint64_t committed_live = fs.table.live
+    cdef uint32_t committed_hw = fs.high_water
+    cdef uint64_t cap64 = min((fs.f[JV_FILE_VEC].size - JV_HEADER_PAGE) // fs.row_stride,
+                              (fs.f[JV_FILE_SLOTS].size - JV_FILE_HEADER) // JV_SLOT_RECORD,
+                              <uint64_t>JV_MAX_SLOTS)
+    cdef uint64_t ids_size = fs.f[JV_FILE_IDS].size
+    cdef const char *ids = fs.f[JV_FILE_IDS].map.base
+    cdef uint32_t vbytes = fs.dimension * 4
+    cdef jv_slot rec
+    cdef const char *key
+    cdef const jv_entry *e
+    cdef int rc
+    reasons = ["the last writer did not close the file set"]
+    # 1. The committed state is the base: every entry must be sound.
+    for i in range(fs.table.size):
+        e = jv_entry_at(&fs.table, i)
+        if e.flags != JV_ENTRY_EMPTY and jv_entry_check(&fs.table, e) != 0:
+            raise corrupt(folder, JV_FILE_INDEX, f"entry {i} of the newest commit is damaged; a "
+                          f"synced structure cannot be repaired: open the store read-only to "
+                          f"export what is readable, or restore it from a backup")
+    # 2. The slot records written after the commit, in sequence order.
+    dropped = slot_problem_counts()
+    post = []
+    cdef uint64_t n_live_post = 0, max_seq = 0, max_slot = committed_hw, ids_end = fs.ids_end
+    for i in range(cap64):
+        memcpy(&rec, jv_fs_slot(fs, <uint32_t>i), sizeof(jv_slot))
+        if jv_slot_is_blank(&rec):
+            continue
+        if jv_slot_crc(&rec) != rec.crc:
+            dropped["checksum"] += 1
+            continue
+        if rec.flags != JV_SLOT_LIVE and rec.flags != JV_SLOT_DELETED:
+            dropped["flags"] += 1
+            continue
+        if rec.sequence < S:
+            continue  # history the commit already accounts for
+        if jv_id_at(ids, ids_size, rec.id_offset, rec.id_length, &key) != 0 or \
+                jv_crc32c(0, key, rec.id_length) != (<const jv_id_record *>(key - 8)).crc:
+            dropped["id"] += 1
+            continue
+        if rec.flags == JV_SLOT_LIVE:
+            if jv_crc32c(0, jv_fs_row(fs, <uint32_t>i), vbytes) != rec.vector_crc:
+                dropped["torn"] += 1
+                continue
+            n_live_post += 1
+            max_slot = max(max_slot, i + 1)
+        post.append((rec.sequence, i))
+        max_seq = max(max_seq, rec.sequence)
+        ids_end = max(ids_end, rec.id_offset + jv_id_record_size(rec.id_length))
+    post.sort()
+    # 3. A fresh table: the committed entries, then the replay.
+    fs.capacity = <uint32_t>max(<uint64_t>fs.capacity, cap64)
+    fs.high_water = <uint32_t>max_slot
+    fs.ids_end = ids_end
+    fs.table.ids_end = ids_end
+    fs.table.slot_limit = max_slot
+    cdef uint64_t tp = jv_table_pages(&fs.table)
+    cdef uint32_t *committed_map = <uint32_t *>malloc(tp * sizeof(uint32_t) + 4)
+    if committed_map == NULL:
+        raise MemoryError()
+    memcpy(committed_map, fs.table.map, tp * sizeof(uint32_t))
+    cdef jv_table committed = fs.table
+    committed.map = committed_map
+    try:
+        with nogil:
+            rc = jv_fs_build_free(fs, NULL, &st)
+            if rc == 0:
+                rc = jv_fs_rehash(fs, n_live_post, &st)
+        if rc:
+            raise_status(folder, &st)
+        applied = deleted = 0
+        for seq, slot in post:
+            memcpy(&rec, jv_fs_slot(fs, <uint32_t>slot), sizeof(jv_slot))
+            jv_id_at(ids, ids_size, rec.id_offset, rec.id_length, &key)
+            h = jv_hash(key, rec.id_length) & fs.hash_mask
+            rc = jv_table_find(&fs.table, h, key, rec.id_length, &pos)
+            if rc < 0:
+                raise corrupt(folder, JV_FILE_INDEX, f"replaying slot {slot} failed ({rc})")
+            if rec.flags == JV_SLOT_LIVE:
+                jv_table_put(&fs.table, pos, h, <uint32_t>slot, rec.id_offset, rec.id_length,
+                             rec.vector_crc)
+                applied += 1
+            elif rc == JV_FOUND:
+                jv_table_remove(&fs.table, pos)
+                deleted += 1
+        fs.next_seq = max(S, max_seq + 1)
+        # 4. Free lists against the new table (what the commit named is
+        # tagged with its generation), and slot records that disagree with
+        # a live entry rewritten from it. (The index may have been remapped.)
+        committed.base = fs.table.base
+        with nogil:
+            rc = jv_fs_build_free(fs, &committed, &st)
+        if rc:
+            raise_status(folder, &st)
+        repaired = repair_slot_records(fs)
+    finally:
+        free(committed_map)
+    fs.dirty = 1
+    with nogil:
+        rc = jv_fs_checkpoint(fs, JV_STATE_CLEAN, &st)
+    if rc:
+        raise_status(folder, &st)
+    fs.dirty = 0
+    report = {
         "recovered": True,
         "reasons": reasons,
-        "slots_scanned": cap,
-        "live": n_live,
-        "deleted": n_deleted,
-        "superseded": n_superseded,
-        "dropped": dropped,
+        "generation": g,
+        "fallback": fallback,
+        "committed_vectors": committed_live,
+        "replayed": applied,
+        "replayed_deletes": deleted,
+        "live": fs.table.live,
+        "repaired_slot_records": repaired,
+        "dropped": {k: v for k, v in dropped.items() if v},
         "seconds": time.perf_counter() - started,
     }
-    return 0
+    return report
 
 
-# -- verify ----------------------------------------------------------------
+cdef uint64_t repair_slot_records(jv_fileset *fs) except? 0:
+    """Rewrite the slot record of every live slot whose record disagrees with its entry.
 
-def verify(VectorFile vf):
-    """Check every checksum and cross-reference of an open file set.
-
-    Returns the list of problems found (empty: the file set is sound). The
-    caller holds the file's reader lock.
+    Only a record damaged after its commit can disagree (the entry, from a
+    checked commit or the replay, is the authority); the rewrite gets a new
+    sequence so that a later recovery replays it.
     """
-    problems = []
-    check(vf, problems)
-    return problems
-
-
-cdef int check(VectorFile vf, list problems) except -1:
-    cdef jv_commit c
+    cdef uint64_t i, repaired = 0
     cdef const jv_entry *e
-    cdef jv_slot *rec
-    cdef const jv_id_record *idr
-    cdef const char *key
-    cdef uint32_t klen, s
-    cdef uint64_t i, live = 0, off
-    cdef uint32_t vbytes = vf.dimension * 4
-    vec_name, slots_name, index_name, ids_name = [vf._file(i) for i in range(4)]
-    for f in (vf.vec, vf.slots, vf.index, vf.idfile):
-        if f.file_size() < f.size:
-            problems.append(f"{f.path}: file is {f.file_size()} bytes, shorter than "
-                            f"the {f.size} mapped (truncated while open)")
-            return 0
-    page = vf.vec.pread(0, JV_HEADER_PAGE)
-    for offset, label in ((0, "A"), (JV_COMMIT_B_OFFSET, "B")):
-        memcpy(&c, <const char *>page + <int>offset, sizeof(c))
-        if page[offset:offset + 64] == bytes(64):
+    cdef jv_slot *r
+    cdef jv_slot fresh
+    for i in range(fs.table.size):
+        e = jv_entry_at(&fs.table, i)
+        if e.flags != JV_ENTRY_LIVE:
             continue
-        if c.magic != JV_MAGIC_VECTORS or c.version != JV_FORMAT_VERSION:
-            problems.append(f"{vec_name}: commit record {label}: bad magic or version")
-        elif jv_crc32c(0, &c, 60) != c.crc:
-            problems.append(f"{vec_name}: commit record {label}: header checksum mismatch")
-    for f in (vf.slots, vf.index, vf.idfile):
-        raw = f.pread(0, JV_FILE_HEADER)
-        if not jv_header_crc_ok(<const char *>raw):
-            problems.append(f"{f.path}: header checksum mismatch")
-    for i in range(vf.table.size):
-        e = &vf.table.entries[i]
+        r = jv_fs_slot(fs, e.slot)
+        if (jv_slot_crc(r) == r.crc and r.flags == JV_SLOT_LIVE and r.id_offset == e.id_offset
+                and r.id_length == e.id_length and r.vector_crc == e.vector_crc):
+            continue
+        fresh.id_offset = e.id_offset
+        fresh.id_length = e.id_length
+        fresh.flags = JV_SLOT_LIVE
+        fresh.sequence = fs.next_seq
+        fs.next_seq += 1
+        fresh.vector_crc = e.vector_crc
+        jv_slot_seal(&fresh)
+        memcpy(r, &fresh, sizeof(jv_slot))
+        repaired += 1
+    return repaired
+
+
+# -- verify ----------------------------------------------------------------------
+
+
+cdef list verify_fileset(jv_fileset *fs, str folder, jv_snapshot *snap):
+    cdef const jv_table *t
+    cdef const char *rows
+    cdef uint32_t hw
+    cdef uint64_t count, ids_end, i, live = 0, off, npages
+    cdef const jv_entry *e
+    cdef const jv_slot *r
+    cdef const char *key
+    cdef const jv_id_record *idr
+    cdef const char *ids
+    cdef jv_commit c
+    cdef uint32_t vbytes = fs.dimension * 4
+    problems = []
+    names = [file_path(folder, w) for w in range(4)]
+    for w in range(4):
+        size = os.fstat(fs.f[w].fd).st_size
+        if size < fs.f[w].size:
+            problems.append(f"{names[w]}: file is {size} bytes, shorter than the "
+                            f"{fs.f[w].size} mapped (truncated while open)")
+            return problems
+    if snap == NULL:
+        t = &fs.table
+        rows = fs.f[JV_FILE_VEC].map.base + JV_HEADER_PAGE
+        hw = fs.high_water
+        count = fs.table.live
+        ids_end = fs.ids_end
+    else:
+        t = &snap.table
+        rows = snap.maps[JV_FILE_VEC].base + JV_HEADER_PAGE
+        hw = snap.commit.high_water
+        count = snap.commit.vector_count
+        ids_end = snap.commit.ids_end
+    ids = t.ids
+    page = pread_all(fs, JV_FILE_VEC, 0, JV_HEADER_PAGE)
+    for offset, label in ((0, "A"), (JV_COMMIT_B_OFFSET, "B")):
+        if len(page) < offset + sizeof(jv_commit):
+            problems.append(f"{names[0]}: commit record {label} cannot be read")
+            continue
+        memcpy(&c, <const char *>page + <int>offset, sizeof(jv_commit))
+        check = jv_commit_check(&c)
+        if check == 1 or check == 2:
+            problems.append(f"{names[0]}: commit record {label}: bad magic, version or "
+                            f"checksum")
+    for w, magic in ((JV_FILE_SLOTS, JV_MAGIC_SLOTS), (JV_FILE_INDEX, JV_MAGIC_INDEX),
+                     (JV_FILE_IDS, JV_MAGIC_IDS)):
+        raw = pread_all(fs, w, 0, JV_FILE_HEADER)
+        if len(raw) < JV_FILE_HEADER or not jv_header_crc_ok(<const char *>raw) \
+                or int.from_bytes(raw[0:4], "little") != magic \
+                or int.from_bytes(raw[8:16], "little") != fs.set_id:
+            problems.append(f"{names[w]}: static header damaged")
+    npages = fs.f[JV_FILE_INDEX].size // JV_PAGE
+    seen = set()
+    for i in range(t.size // JV_PAGE_ENTRIES):
+        if t.map[i] == 0 or t.map[i] >= npages or t.map[i] in seen:
+            problems.append(f"{names[2]}: page map entry {i} names page {t.map[i]} "
+                            f"(outside the file, the header, or twice)")
+            return problems
+        seen.add(t.map[i])
+    for i in range(t.size):
+        e = jv_entry_at(t, i)
         if e.flags == JV_ENTRY_EMPTY:
             continue
         if e.flags != JV_ENTRY_LIVE and e.flags != JV_ENTRY_TOMBSTONE:
-            problems.append(f"{index_name}: entry {i}: unknown flags {e.flags}")
+            problems.append(f"{names[2]}: entry {i}: unknown flags {e.flags}")
             continue
         if jv_entry_crc(e) != e.crc:
-            problems.append(f"{index_name}: entry {i}: entry checksum mismatch")
+            problems.append(f"{names[2]}: entry {i}: entry checksum mismatch")
             continue
         if e.flags == JV_ENTRY_TOMBSTONE:
             continue
         live += 1
-        s = e.slot
-        if s >= vf.high_water:
-            problems.append(f"{index_name}: entry {i}: slot {s} past high_water "
-                            f"{vf.high_water}")
+        if e.slot >= hw:
+            problems.append(f"{names[2]}: entry {i}: slot {e.slot} past high_water {hw}")
             continue
-        if e.size != vbytes:
-            problems.append(f"{index_name}: entry {i}: size {e.size} != {vbytes}")
-        rec = vf.slot_rec(s)
-        if jv_slot_crc(rec) != rec.crc:
-            problems.append(f"{slots_name}: slot {s}: record checksum mismatch")
-            continue
-        if rec.flags != JV_SLOT_LIVE:
-            problems.append(f"{slots_name}: slot {s}: flags {rec.flags}, but index "
-                            f"entry {i} says live")
-        if <uint32_t>rec.sequence != e.sequence or rec.vector_crc != e.vector_crc:
-            problems.append(f"{index_name}: entry {i}: sequence or vector checksum "
-                            f"differs from slot {s}")
-        if jv_key_of_slot(&vf.keys, s, &key, &klen) != 0:
-            problems.append(f"{slots_name}: slot {s}: id reference out of bounds")
+        if jv_id_at(ids, ids_end, e.id_offset, e.id_length, &key) != 0:
+            problems.append(f"{names[2]}: entry {i}: id reference out of bounds")
             continue
         idr = <const jv_id_record *>(key - 8)
-        if jv_crc32c(0, key, klen) != idr.crc:
-            problems.append(f"{ids_name}: id of slot {s}: id checksum mismatch")
-        elif (jv_hash(key, klen) & vf.hash_mask) != e.hash:
-            problems.append(f"{index_name}: entry {i}: hash differs from its id's")
-        if jv_crc32c(0, vf.row(s), vbytes) != e.vector_crc:
-            problems.append(f"{vec_name}: slot {s}: vector checksum mismatch")
-    if live != vf.table.live:
-        problems.append(f"{index_name}: {live} live entries, header count "
-                        f"{vf.table.live}")
-    for s in range(vf.high_water):
-        rec = vf.slot_rec(s)
-        if jv_slot_is_blank(rec):
-            continue
-        if jv_slot_crc(rec) != rec.crc:
-            problems.append(f"{slots_name}: slot {s}: record checksum mismatch")
-        elif rec.flags > JV_SLOT_SUPERSEDED:
-            problems.append(f"{slots_name}: slot {s}: unknown flags {rec.flags}")
+        if jv_crc32c(0, key, e.id_length) != idr.crc:
+            problems.append(f"{names[3]}: id of entry {i}: id checksum mismatch")
+        elif (jv_hash(key, e.id_length) & fs.hash_mask) != e.hash:
+            problems.append(f"{names[2]}: entry {i}: hash differs from its id's")
+        if jv_crc32c(0, rows + <uint64_t>e.slot * fs.row_stride, vbytes) != e.vector_crc:
+            problems.append(f"{names[0]}: slot {e.slot}: vector checksum mismatch")
+        if snap == NULL:
+            r = jv_fs_slot(fs, e.slot)
+            if jv_slot_crc(r) != r.crc:
+                problems.append(f"{names[1]}: slot {e.slot}: record checksum mismatch")
+            elif (r.flags != JV_SLOT_LIVE or r.id_offset != e.id_offset
+                    or r.id_length != e.id_length or r.vector_crc != e.vector_crc):
+                problems.append(f"{names[1]}: slot {e.slot}: record disagrees with index "
+                                f"entry {i}")
+    if live != count:
+        problems.append(f"{names[2]}: {live} live entries, the count says {count}")
+    if snap == NULL:
+        for i in range(hw):
+            r = jv_fs_slot(fs, <uint32_t>i)
+            if jv_slot_is_blank(r):
+                continue
+            if jv_slot_crc(r) != r.crc:
+                problems.append(f"{names[1]}: slot {i}: record checksum mismatch")
+            elif r.flags > JV_SLOT_DELETED:
+                problems.append(f"{names[1]}: slot {i}: unknown flags {r.flags}")
     off = JV_FILE_HEADER
-    while off + 8 <= vf.ids_end:
-        idr = <const jv_id_record *>(vf.idfile.map.base + off)
-        if idr.length == 0 or idr.length > JV_MAX_ID_BYTES or \
-                off + 8 + idr.length > vf.ids_end:
-            problems.append(f"{ids_name}: id record at {off}: bad length {idr.length}")
+    while off + 8 <= ids_end:
+        idr = <const jv_id_record *>(ids + off)
+        if idr.length == 0 or idr.length > JV_MAX_ID_BYTES or off + 8 + idr.length > ids_end:
+            problems.append(f"{names[3]}: id record at {off}: bad length {idr.length}")
             break
-        if jv_crc32c(0, vf.idfile.map.base + off + 8, idr.length) != idr.crc:
-            problems.append(f"{ids_name}: id record at {off}: id checksum mismatch")
+        if jv_crc32c(0, ids + off + 8, idr.length) != idr.crc:
+            problems.append(f"{names[3]}: id record at {off}: id checksum mismatch")
         off += jv_id_record_size(idr.length)
-    return 0
+    return problems

@@ -1,176 +1,122 @@
-"""The vector file set: rows, slot records, the persisted id index, id strings.
+"""The vector file set's Python face: ``VectorFile``.
 
-docs/vector_file_format.md specifies every byte; this module follows it.
-Invariants:
+The file set itself is one C unit (``src/jv_fileset.c``: the write path,
+checkpoints, reader snapshots); ``recovery.pyx`` checks and recovers it at
+open and verifies it, ``compaction.pyx`` rewrites it. This module validates
+Python input, takes the locks and turns statuses into typed errors.
+docs/vector_file_format.md specifies every byte.
 
-* The slot records are the truth; ``index.jvix`` is a cache of them and the
-  commit record a checkpoint marker. Writes go row, slot record, entry.
-* An update writes a fresh slot and flips the entry; a freed slot passes
-  through *pending* and *cooling* and is reused only after two checkpoints
-  (see "Slot life cycle" in the doc).
-* Nothing read from disk is trusted: headers are read with ``pread`` and
-  checked before anything is mapped; every slot number, offset and length
-  from a mapped entry or record is bounds-checked before use.
+Two modes:
 
-Thread rules: one reader-writer lock per file, always taken with the GIL
+* **writer** (``read_only=False``): one per file set at a time (the backend's
+  writer lock sees to that). Reads see every write of this process at once.
+* **reader** (``read_only=True``): any number, in any process, beside the
+  writer. Each call reads the newest commit at its start, registered in the
+  reader table so nothing it reads is overwritten under it; a file set
+  replaced by compaction or removed raises :class:`FileSetMoved` (reopen it).
+
+Thread rules: one reader-writer lock per file set, always taken with the GIL
 released (``with nogil``), so no thread ever blocks on it while holding the
-GIL. Readers run in parallel; writers and checkpoints are serialised. Code
-under the lock is C; failures come back as a ``Status`` and become typed
-errors in ``raise_status`` after the lock is released.
+GIL. Writer mode: reads take the read side, writes and checkpoints the write
+side. Reader mode: every call takes the read side (only ``close`` takes the
+write side); the snapshot a call holds keeps its mappings alive.
+
+Fork: a file set inherited by a forked child refuses every call
+(``StoreClosedError``) and is released without writing anything; the child
+opens its own.
 """
 
 cimport cython
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.errno cimport ENOMEM
 from libc.stdint cimport UINT64_MAX
-from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 
 cimport numpy as cnp
 
-from jadevec._core._types cimport float32_t, int64_t, uint8_t, uint32_t, uint64_t
+from jadevec._core._types cimport float32_t, uint8_t, uint32_t, uint64_t
+from jadevec._core.compaction cimport compact_into
+from jadevec._core.fileset cimport create_at, new_fileset, raise_status
 from jadevec._core.id_index cimport utf8_id
 from jadevec._core.layout cimport (
-    JV_ABSENT,
-    JV_COMMIT_B_OFFSET,
     JV_ENTRY_LIVE,
-    JV_ERR_ENTRY,
-    JV_ERR_KEY,
-    JV_FILE_HEADER,
-    JV_FORMAT_VERSION,
-    JV_FOUND,
+    JV_FILE_VEC,
     JV_HEADER_PAGE,
     JV_MAX_DIMENSION,
     JV_MAX_SLOTS,
-    JV_SLOT_DELETED,
-    JV_SLOT_LIVE,
-    JV_STATE_CLEAN,
-    JV_STATE_DIRTY,
-    jv_crc32c,
-    jv_crc32c_force_software,
+    JV_ST_CLOSED,
+    JV_ST_CORRUPT,
+    JV_ST_READONLY,
+    JV_FILE_INDEX,
     jv_entry,
-    jv_commit,
-    jv_commit_fill,
+    jv_entry_at,
+    jv_entry_check,
+    jv_fail,
+    jv_fs_begin_write,
+    jv_fs_build_skip,
+    jv_fs_checkpoint,
+    jv_fs_close,
+    jv_fs_delete,
+    jv_fs_flush,
+    jv_fs_free,
+    jv_fs_map_files,
+    jv_fs_prefault,
+    jv_fs_put,
+    jv_fs_reserve,
+    jv_fs_snap_begin,
+    jv_fs_snap_end,
+    jv_fs_view,
     jv_hash,
-    jv_id_append,
+    jv_id_at,
     jv_id_record_size,
-    jv_ids_header,
-    jv_ids_header_fill,
-    jv_index_header,
-    jv_index_header_fill,
-    jv_key_of_slot,
-    jv_slot_seal,
-    jv_slot_supersede,
-    jv_slots_header,
-    jv_slots_header_fill,
-    jv_slot,
-    jv_table_find,
-    jv_table_insert_new,
-    jv_table_needs_grow,
-    jv_table_put,
-    jv_table_remove,
-    jv_table_size_for,
+    jv_snap_skip,
+    jv_snap_view,
+    jv_snapshot,
+    jv_status,
+    jv_view,
+    jv_view_get,
+    jv_view_id_of,
+    JV_STATE_DIRTY,
 )
-from jadevec._core.mapped_file cimport (
-    MappedFile,
-    jv_fsync_dir,
-    jv_prefault_write,
-    jv_rdlock,
-    jv_rwlock_destroy,
-    jv_rwlock_init,
-    jv_unlock,
-    jv_wrlock,
-    raise_os_error,
-)
+from jadevec._core.mapped_file cimport jv_map, jv_rdlock, jv_unlock, jv_wrlock, map_buffer
+from jadevec._core.recovery cimport load, verify_fileset
 
 import os
 
 import numpy as np
 
+from jadevec._core.fileset import (
+    FILE_NAMES,
+    FORMAT_VERSION,
+    FileSetMoved,
+    crc32c,
+    mark_moved,
+    swap_folders,
+)
 from jadevec.errors import (
     CorruptionError,
     DimensionMismatchError,
     InvalidInputError,
-    StorageFullError,
     StoreClosedError,
-    StoreFailedError,
     VectorNotFoundError,
 )
 
 cnp.import_array()
 
-__all__ = ["VectorFile", "crc32c", "FILE_NAMES", "FORMAT_VERSION"]
+__all__ = ["VectorFile", "FileSetMoved", "crc32c", "mark_moved", "swap_folders",
+           "FILE_NAMES", "FORMAT_VERSION"]
 
-FILE_NAMES = ("vectors.jvdb", "slots.jvsl", "index.jvix", "ids.jvid")
-FORMAT_VERSION = JV_FORMAT_VERSION
-
-# Address space reserved for a mapping: 64 GiB (vectors) or 4 GiB (the
-# others), or four times the file; PROT_NONE, so it costs no memory.
-cdef uint64_t RESERVE_VECTORS = 64ULL << 30
-cdef uint64_t RESERVE_OTHER = 4ULL << 30
+# Bumped in the child of os.fork(): file sets opened before it are the
+# parent's, and the child must neither use nor write them.
+cdef int _fork_epoch = 0
 
 
-def crc32c(data, crc=0):
-    """Return the CRC32C of ``data`` (bytes-like), continuing ``crc``."""
-    cdef const unsigned char[::1] view = memoryview(data).cast("B")
-    if view.shape[0] == 0:
-        return crc
-    return jv_crc32c(crc, &view[0], view.shape[0])
+def _after_fork_in_child():
+    global _fork_epoch
+    _fork_epoch += 1
 
 
-def _crc32c_force_software(bint force):
-    """Test hook: use the portable CRC32C (True) or the best one (False)."""
-    return bool(jv_crc32c_force_software(force))
-
-
-cdef int raise_status(VectorFile vf, const Status *st) except -1:
-    """Turn a failed Status into the typed exception, naming file and field."""
-    path = os.path.join(vf.path, FILE_NAMES[st.file])
-    what = st.what.decode("ascii") if st.what != NULL else ""
-    if st.code == ST_OS:
-        return raise_os_error(st.err, what, path)
-    if st.code == ST_CORRUPT:
-        raise CorruptionError(f"{path}: {what} (at {st.where})")
-    if st.code == ST_CLOSED:
-        raise StoreClosedError(f"{vf.path}: the vector file is closed")
-    if st.code == ST_READONLY:
-        raise PermissionError(f"{vf.path}: the vector file was opened read-only")
-    if st.code == ST_FAILED:
-        raise StoreFailedError(
-            f"{vf.path}: an earlier sync failed; reopen the file to recover it")
-    if st.code == ST_FULL:
-        raise StorageFullError(f"{path}: {what}")
-    raise RuntimeError(f"{path}: unknown status {st.code}")
-
-
-cdef int list_reserve(SlotList *l, uint64_t extra) noexcept nogil:
-    cdef uint64_t want = l.n + extra
-    cdef uint32_t *items
-    if want <= l.size:
-        return 0
-    if want < 2 * l.size:
-        want = 2 * l.size
-    if want < 64:
-        want = 64
-    items = <uint32_t *>realloc(l.items, want * sizeof(uint32_t))
-    if items == NULL:
-        return -1
-    l.items = items
-    l.size = want
-    return 0
-
-
-cdef inline void list_push(SlotList *l, uint32_t slot) noexcept nogil:
-    # Callers reserved room first, so a push never fails mid-write.
-    l.items[l.n] = slot
-    l.n += 1
-
-
-cdef void list_free(SlotList *l) noexcept nogil:
-    free(l.items)
-    l.items = NULL
-    l.n = 0
-    l.size = 0
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 cdef object as_rows(object values, uint32_t dim, int ndim, str argument):
@@ -191,7 +137,8 @@ cdef object as_rows(object values, uint32_t dim, int ndim, str argument):
 
 
 # The UTF-8 bytes and masked hashes of a batch of ids, borrowed from the str
-# objects (the caller keeps the list alive); freed by ids_free.
+# objects of a list the caller keeps alive (our own copy: a caller's list
+# could change under the loop that runs without the GIL); freed by ids_free.
 ctypedef struct IdBatch:
     Py_ssize_t n
     const char **keys
@@ -200,12 +147,12 @@ ctypedef struct IdBatch:
     uint64_t record_bytes    # ids.jvid bytes if every id were new
 
 
-cdef object id_list(object ids):
-    return ids if isinstance(ids, (list, tuple)) else list(ids)
+cdef list own_list(object ids):
+    return list(ids)
 
 
-cdef int ids_encode(object ids, uint64_t mask, IdBatch *b) except -1:
-    """Check every id of the list ``ids`` (errors name ``ids[i]``) and hash it."""
+cdef int ids_encode(list ids, uint64_t mask, IdBatch *b) except -1:
+    """Check every id of ``ids`` (errors name ``ids[i]``) and hash it."""
     cdef Py_ssize_t i, m = len(ids)
     memset(b, 0, sizeof(IdBatch))
     b.keys = <const char **>malloc(max(m, 1) * sizeof(char *))
@@ -228,148 +175,117 @@ cdef void ids_free(IdBatch *b) noexcept nogil:
     memset(b, 0, sizeof(IdBatch))
 
 
+# A read in progress: the view it reads and, in reader mode, the snapshot.
+ctypedef struct Read:
+    jv_view view
+    jv_snapshot *snap
+
+
+cdef int read_begin(jv_fileset *fs, Read *r, jv_status *st) noexcept nogil:
+    """Take the read side of the lock and the view (reader: the newest snapshot)."""
+    jv_rdlock(&fs.lock)
+    r.snap = NULL
+    if fs.closed:
+        jv_unlock(&fs.lock)
+        return jv_fail(st, JV_ST_CLOSED, JV_FILE_VEC, NULL, 0)
+    if fs.read_only:
+        if jv_fs_snap_begin(fs, &r.snap, st) != 0:
+            jv_unlock(&fs.lock)
+            return -1
+        jv_snap_view(fs, r.snap, &r.view)
+    else:
+        jv_fs_view(fs, &r.view)
+    return 0
+
+
+cdef void read_end(jv_fileset *fs, Read *r) noexcept nogil:
+    if r.snap != NULL:
+        jv_fs_snap_end(fs, r.snap)
+        r.snap = NULL
+    jv_unlock(&fs.lock)
+
+
 @cython.final
 cdef class VectorFile:
     """One database's vector file set (see docs/vector_file_format.md).
 
     Make one with :meth:`create` or :meth:`open`. Every method is safe to
-    call from several threads: readers run in parallel without the GIL,
-    writers are serialised.
+    call from several threads: reads run in parallel without the GIL, writes
+    are serialised.
 
     Attributes
     ----------
     path : str
-        The folder of the four files.
-    dimension : int
-        Values per vector.
-    row_stride : int
-        Bytes from one row to the next (``dimension * 4`` rounded up to 64).
-    capacity : int
-        Slots the files are sized for.
-    high_water : int
-        Slots used so far (rows ``0 .. high_water-1`` may hold data).
-    generation : int
-        Generation of the last commit record written or read.
-    closed, read_only : bool
-        Whether the file set was closed / opened read-only.
-    failed : bool
-        Whether a sync failed; writes are refused until the file is reopened.
+        The folder of the files (absolute).
     """
 
     def __cinit__(self):
-        self.closed = True
+        self.fs = NULL
         # A bare VectorFile() (never created or opened) is closed; its errors
         # still need a path to name.
         self.path = "<VectorFile not opened>"
-        self.hash_mask = UINT64_MAX
-        self.check_reads = True
         self._report = None
-        if jv_rwlock_init(&self.lock) != 0:
-            raise MemoryError("cannot create the vector file lock")
-        self.lock_ready = True
+        self.fork_epoch = _fork_epoch
 
     def __dealloc__(self):
-        cdef Status st
-        if not self.closed:
-            # Best effort for a file nobody closed: a failure leaves it dirty,
-            # and the next open recovers it.
-            self.close_locked(&st)
-        list_free(&self.free_slots)
-        list_free(&self.pending)
-        list_free(&self.cooling)
-        free(self.skip_mask)
-        if self.lock_ready:
-            jv_rwlock_destroy(&self.lock)
+        # A file set nobody closed: close it (a writer's gets its clean
+        # checkpoint; a failure leaves it dirty and the next open recovers).
+        # One inherited across fork() is the parent's: release, never write.
+        if self.fs != NULL:
+            jv_fs_free(self.fs, self.fork_epoch != _fork_epoch)
+            self.fs = NULL
 
     # -- construction --------------------------------------------------------
 
     @classmethod
-    def create(cls, path, dimension, capacity=MIN_CAPACITY, *, hash_mask=UINT64_MAX):
-        """Create a new, empty file set in the folder ``path`` and open it.
+    def create(cls, path, dimension, capacity=64, *, hash_mask=UINT64_MAX,
+               first_generation=1):
+        """Create a new, empty file set in the folder ``path`` and open it for writing.
+
+        The folder must not exist; it appears complete or not at all (a crash
+        cannot leave half a file set there).
 
         Parameters
         ----------
         path : str or os.PathLike
-            Folder for the four files; made if missing; the files must not exist.
         dimension : int
             Values per vector, 1 to 65,536.
         capacity : int
             Slots to allocate up front (at least 64).
         hash_mask : int
             Test hook: AND-ed into every id hash to force collisions. A file
-            must be opened with the mask it was created with.
+            set must be opened with the mask it was created with.
+        first_generation : int
+            Generation of the first commit (compaction continues the source's).
         """
-        if not isinstance(dimension, int) or not 1 <= dimension <= JV_MAX_DIMENSION:
+        if type(dimension) is not int or not 1 <= dimension <= JV_MAX_DIMENSION:
             raise InvalidInputError(
                 f"dimension must be an int from 1 to {JV_MAX_DIMENSION}, got {dimension!r}")
-        if not isinstance(capacity, int) or not 0 <= capacity <= JV_MAX_SLOTS:
+        if type(capacity) is not int or not 0 <= capacity <= JV_MAX_SLOTS:
             raise InvalidInputError(
                 f"capacity must be an int from 0 to {JV_MAX_SLOTS}, got {capacity!r}")
+        if type(first_generation) is not int or not 1 <= first_generation < 2 ** 62:
+            raise InvalidInputError(
+                f"first_generation must be an int >= 1, got {first_generation!r}")
         cdef VectorFile self = VectorFile.__new__(VectorFile)
-        self.path = os.fsdecode(os.fspath(path))
-        self.hash_mask = hash_mask
-        os.makedirs(self.path, exist_ok=True)
-        self.dimension = dimension
-        self.row_stride = row_stride_for(self.dimension)
-        self.capacity = max(capacity, MIN_CAPACITY)
-        cdef uint64_t table_size = jv_table_size_for(self.capacity)
-        cdef uint64_t vec_size = JV_HEADER_PAGE + <uint64_t>self.capacity * self.row_stride
-        created = []
-        cdef Status st
-        cdef int rc
-        try:
-            self.vec = MappedFile(self._file(FILE_VEC), create=True, size=vec_size,
-                                  reserve=max(RESERVE_VECTORS, 4 * vec_size))
-            created.append(self.vec)
-            self.slots = MappedFile(self._file(FILE_SLOTS), create=True,
-                                    size=JV_FILE_HEADER + <uint64_t>self.capacity * SLOT_RECORD,
-                                    reserve=RESERVE_OTHER)
-            created.append(self.slots)
-            self.index = MappedFile(self._file(FILE_INDEX), create=True,
-                                    size=JV_FILE_HEADER + table_size * sizeof(jv_entry),
-                                    reserve=RESERVE_OTHER)
-            created.append(self.index)
-            self.idfile = MappedFile(self._file(FILE_IDS), create=True,
-                                     size=JV_FILE_HEADER + <uint64_t>self.capacity * 32,
-                                     reserve=RESERVE_OTHER)
-            created.append(self.idfile)
-            self.table.size = table_size
-            self.next_seq = 1
-            self.ids_end = JV_FILE_HEADER
-            self.free_ready = True
-            self.closed = False
-            self.dirty = True
-            self.refresh()
-            # Two checkpoints, as a clean close does: both commit records
-            # valid, the second one clean.
-            with nogil:
-                rc = self.checkpoint_locked(JV_STATE_DIRTY, &st)
-                if rc == 0:
-                    rc = self.checkpoint_locked(JV_STATE_CLEAN, &st)
-            if rc:
-                raise_status(self, &st)
-            self.dirty = False
-            self.sync_dir()
-        except BaseException:
-            self.closed = True
-            for f in created:
-                f.close()
-                os.unlink(f.path)
-            raise
+        self.path = os.path.abspath(os.fsdecode(os.fspath(path)))
+        self.fs = new_fileset()
+        self.fs.hash_mask = hash_mask
+        create_at(self.fs, self.path, dimension, capacity, first_generation)
         return self
 
     @classmethod
     def open(cls, path, *, bint read_only=False, bint check_reads=True,
              hash_mask=UINT64_MAX):
-        """Open an existing file set; recover it first if it was not closed cleanly.
+        """Open an existing file set; a writer recovers it first if it was not closed.
 
         Parameters
         ----------
         path : str or os.PathLike
-            The folder holding the four files.
+            The folder holding the files.
         read_only : bool
-            Map read-only; writes raise ``PermissionError``. A file that needs
-            recovery is opened as it is (``recovery_report`` says so).
+            Read beside a writer in any process: every call reads the newest
+            commit (see "Readers beside a writer" in the format document).
         check_reads : bool
             Check each vector's CRC32C when it is read (a damaged row raises
             ``CorruptionError`` instead of returning wrong values).
@@ -378,6 +294,8 @@ cdef class VectorFile:
 
         Raises
         ------
+        FileNotFoundError
+            No folder at ``path``.
         CorruptionError
             A header, size or checksum check failed; the message names the
             file and the field.
@@ -385,369 +303,91 @@ cdef class VectorFile:
             The files were written by a newer format version.
         """
         cdef VectorFile self = VectorFile.__new__(VectorFile)
-        self.path = os.fsdecode(os.fspath(path))
-        self.hash_mask = hash_mask
-        self.read_only = read_only
-        self.check_reads = check_reads
-        opened = []
-        try:
-            for i in range(4):
-                name = self._file(i)
-                if not os.path.exists(name):
-                    if i == FILE_VEC and not os.path.isdir(self.path):
-                        raise FileNotFoundError(2, "no vector file set here", self.path)
-                    raise CorruptionError(f"{name}: file is missing from the file set")
-                size = os.path.getsize(name)
-                reserve = RESERVE_VECTORS if i == FILE_VEC else RESERVE_OTHER
-                opened.append(MappedFile(name, read_only=read_only,
-                                         reserve=max(reserve, 4 * size)))
-            self.vec, self.slots, self.index, self.idfile = opened
-            recovery.load(self)
-        except BaseException:
-            for f in opened:
-                f.close()
-            raise
+        self.path = os.path.abspath(os.fsdecode(os.fspath(path)))
+        if not os.path.isdir(self.path):
+            raise FileNotFoundError(2, "no vector file set here", self.path)
+        for name in FILE_NAMES[:4]:
+            if not os.path.exists(os.path.join(self.path, name)):
+                raise CorruptionError(
+                    f"{os.path.join(self.path, name)}: file is missing from the file set")
+        self.fs = new_fileset()
+        self.fs.hash_mask = hash_mask
+        self.fs.check_reads = check_reads
+        cdef bytes folder = os.fsencode(self.path)
+        cdef jv_status st
+        if jv_fs_map_files(self.fs, folder, read_only, &st) != 0:
+            raise_status(self.path, &st)
+        self._report = load(self.fs, self.path)
         return self
 
-    cdef str _file(self, int which):
-        return os.path.join(self.path, FILE_NAMES[which])
+    # -- state ---------------------------------------------------------------
 
-    cdef int sync_dir(self) except -1:
-        cdef bytes p = os.fsencode(self.path)
-        cdef int rc = jv_fsync_dir(p)
-        if rc:
-            raise_os_error(rc, "fsync", self.path)
+    cdef int check_usable(self) except -1:
+        if self.fork_epoch != _fork_epoch:
+            raise StoreClosedError(
+                f"{self.path}: this vector file set was opened by the parent of a forked "
+                f"process; open it again in the child")
+        if self.fs == NULL or self.fs.closed:
+            raise StoreClosedError(f"{self.path}: the vector file set is closed")
         return 0
 
-    cdef void refresh(self) noexcept nogil:
-        """Point the table and key view at the current mappings."""
-        self.table.entries = <jv_entry *>(self.index.map.base + JV_FILE_HEADER)
-        self.table.key = jv_key_of_slot
-        self.table.ctx = &self.keys
-        self.keys.slots = self.slots.map.base
-        self.keys.ids = self.idfile.map.base
-        self.keys.ids_size = self.idfile._size
-        self.keys.high_water = self.high_water
+    @property
+    def dimension(self):
+        """Values per vector."""
+        return 0 if self.fs == NULL else self.fs.dimension
 
-    cdef object corrupt(self, int which, str message):
-        return CorruptionError(f"{self._file(which)}: {message}")
+    @property
+    def row_stride(self):
+        """Bytes from one row to the next (``dimension * 4`` rounded up to 64)."""
+        return 0 if self.fs == NULL else self.fs.row_stride
 
-    # -- the write path (called with the writer lock held) --------------------
+    @property
+    def capacity(self):
+        """Slots the files are sized for (writer: now; reader: at the newest commit)."""
+        return self._commit_field("capacity")
 
-    cdef int build_free_locked(self, Status *st) noexcept nogil:
-        """Free slots: every slot below high_water the index does not use."""
-        cdef uint32_t s
-        cdef uint64_t i
-        cdef uint8_t *used
-        list_free(&self.free_slots)
-        if list_reserve(&self.free_slots, self.high_water) != 0:
-            return fail_os(st, ENOMEM, FILE_SLOTS, "allocate the free list")
-        used = <uint8_t *>malloc(self.high_water + 1)
-        if used == NULL:
-            return fail_os(st, ENOMEM, FILE_SLOTS, "allocate the free list")
-        memset(used, 0, self.high_water + 1)
-        for i in range(self.table.size):
-            if (self.table.entries[i].flags == JV_ENTRY_LIVE
-                    and self.table.entries[i].slot < self.high_water):
-                used[self.table.entries[i].slot] = 1
-        # Highest slots first on the stack, so reuse starts at the low ones.
-        s = self.high_water
-        while s > 0:
-            s -= 1
-            if not used[s]:
-                list_push(&self.free_slots, s)
-        free(used)
-        self.free_ready = True
-        return 0
+    @property
+    def high_water(self):
+        """Slots used so far (writer: now; reader: at the newest commit)."""
+        return self._commit_field("high_water")
 
-    cdef int write_commit(self, uint32_t state, Status *st) noexcept nogil:
-        """Write and sync commit record gen+1 in its alternate place."""
-        cdef jv_commit c
-        cdef uint64_t offset
+    @property
+    def generation(self):
+        """Generation of the newest commit (written, or read by a reader)."""
+        return self._commit_field("generation")
+
+    def _commit_field(self, str name):
+        cdef Read r
+        cdef jv_status st
         cdef int rc
-        jv_commit_fill(&c, self.dimension, state, self.table.live, self.generation + 1,
-                       self.capacity, self.high_water, self.row_stride)
-        offset = JV_COMMIT_B_OFFSET if c.generation % 2 else 0
-        memcpy(self.vec.map.base + offset, &c, sizeof(c))
-        rc = self.vec.c_sync(offset, sizeof(c), False)
+        self.check_usable()
+        if not self.fs.read_only:
+            return {"capacity": self.fs.capacity, "high_water": self.fs.high_water,
+                    "generation": self.fs.generation}[name]
+        with nogil:
+            rc = read_begin(self.fs, &r, &st)
         if rc:
-            self.failed = True
-            return fail_os(st, rc, FILE_VEC, "msync of the commit record")
-        self.generation = c.generation
-        return 0
+            raise_status(self.path, &st)
+        c = r.snap.commit
+        with nogil:
+            read_end(self.fs, &r)
+        return {"capacity": c.capacity, "high_water": c.high_water,
+                "generation": c.generation}[name]
 
-    cdef int begin_write(self, Status *st) noexcept nogil:
-        """Refuse writes on closed, read-only or failed files; mark dirty durably."""
-        if self.closed:
-            return fail(st, ST_CLOSED, FILE_VEC, NULL, 0)
-        if self.read_only:
-            return fail(st, ST_READONLY, FILE_VEC, NULL, 0)
-        if self.failed:
-            return fail(st, ST_FAILED, FILE_VEC, NULL, 0)
-        if not self.free_ready and self.build_free_locked(st) != 0:
-            return -1
-        if not self.dirty:
-            if self.write_commit(JV_STATE_DIRTY, st) != 0:
-                return -1
-            self.dirty = True
-        return 0
+    @property
+    def closed(self):
+        """Whether the file set was closed (or never opened)."""
+        return self.fs == NULL or bool(self.fs.closed)
 
-    cdef int rehash_locked(self, uint64_t more, Status *st) noexcept nogil:
-        """Rebuild the table at the size for live + more entries, dropping tombstones."""
-        cdef uint64_t size = jv_table_size_for(self.table.live + more)
-        cdef uint64_t i, n = 0
-        cdef jv_entry *keep = NULL
-        cdef int rc
-        if self.table.live:
-            keep = <jv_entry *>malloc(self.table.live * sizeof(jv_entry))
-            if keep == NULL:
-                return fail_os(st, ENOMEM, FILE_INDEX, "allocate for a rehash")
-            for i in range(self.table.size):
-                if self.table.entries[i].flags == JV_ENTRY_LIVE and n < self.table.live:
-                    keep[n] = self.table.entries[i]
-                    n += 1
-        rc = self.index.c_grow(JV_FILE_HEADER + size * sizeof(jv_entry))
-        if rc:
-            free(keep)
-            return fail_os(st, rc, FILE_INDEX, "grow")
-        self.refresh()
-        # From here the table is rebuilt in place; a kill leaves a dirty file
-        # whose index the next open rebuilds from the slot records.
-        memset(self.table.entries, 0, size * sizeof(jv_entry))
-        self.table.size = size
-        self.table.live = 0
-        self.table.tombs = 0
-        for i in range(n):
-            jv_table_insert_new(&self.table, &keep[i])
-        free(keep)
-        return 0
+    @property
+    def read_only(self):
+        """Whether the file set was opened read-only (reader mode)."""
+        return self.fs != NULL and bool(self.fs.read_only)
 
-    cdef int reserve(self, uint64_t vectors, uint64_t id_bytes, Status *st) noexcept nogil:
-        """Grow everything once so that `vectors` stores cannot fail halfway."""
-        cdef uint64_t need, new_cap, size
-        cdef uint8_t *mask
-        cdef int rc
-        if vectors > self.free_slots.n:
-            need = <uint64_t>self.high_water + vectors - self.free_slots.n
-            if need > self.capacity:
-                if need > JV_MAX_SLOTS:
-                    return fail(st, ST_FULL, FILE_VEC, "more than 2**32-2 slots", need)
-                new_cap = max(need, 2 * <uint64_t>self.capacity)
-                new_cap = min(max(new_cap, <uint64_t>MIN_CAPACITY), <uint64_t>JV_MAX_SLOTS)
-                rc = self.vec.c_grow(JV_HEADER_PAGE + new_cap * self.row_stride)
-                if rc:
-                    return fail_os(st, rc, FILE_VEC, "grow")
-                rc = self.slots.c_grow(JV_FILE_HEADER + new_cap * SLOT_RECORD)
-                if rc:
-                    return fail_os(st, rc, FILE_SLOTS, "grow")
-                if self.skip_mask != NULL:
-                    mask = <uint8_t *>realloc(self.skip_mask, new_cap)
-                    if mask == NULL:
-                        return fail_os(st, ENOMEM, FILE_VEC, "grow the live mask")
-                    memset(mask + self.skip_size, 1, new_cap - self.skip_size)
-                    self.skip_mask = mask
-                    self.skip_size = <uint32_t>new_cap
-                self.capacity = <uint32_t>new_cap
-        if jv_table_needs_grow(&self.table, vectors):
-            if self.rehash_locked(vectors, st) != 0:
-                return -1
-        if self.ids_end + id_bytes > self.idfile._size:
-            size = max(self.ids_end + id_bytes, 2 * self.idfile._size)
-            rc = self.idfile.c_grow(size)
-            if rc:
-                return fail_os(st, rc, FILE_IDS, "grow")
-        if list_reserve(&self.pending, vectors) != 0:
-            return fail_os(st, ENOMEM, FILE_SLOTS, "allocate the pending list")
-        self.refresh()
-        return 0
-
-    cdef void prefault_append(self, uint64_t vectors) noexcept nogil:
-        """Fault in the rows and slot records a batch appends past high_water.
-
-        reserve() allocated them in the files; populating them in one call
-        replaces a page fault per fresh page. A hint: failures are ignored.
-        """
-        cdef uint64_t n = vectors - min(vectors, self.free_slots.n)
-        if n < 64:
-            return
-        jv_prefault_write(self.row(self.high_water), n * self.row_stride)
-        jv_prefault_write(self.slot_rec(self.high_water), n * SLOT_RECORD)
-
-    cdef int table_error(self, int rc, uint64_t pos, Status *st) noexcept nogil:
-        if rc == JV_ERR_ENTRY:
-            return fail(st, ST_CORRUPT, FILE_INDEX, "index entry checksum or flags", pos)
-        if rc == JV_ERR_KEY:
-            return fail(st, ST_CORRUPT, FILE_SLOTS,
-                        "slot or id reference of an index entry out of bounds (index entry)",
-                        pos)
-        return fail(st, ST_CORRUPT, FILE_INDEX, "hash table has no empty entry", 0)
-
-    cdef int put_locked(self, uint64_t h, const char *key, uint32_t n, const float32_t *values,
-                        bint must_exist, Status *st) noexcept nogil:
-        """Store one vector (reserve() done). 0 new, 1 replaced, 2 absent (must_exist)."""
-        cdef uint64_t pos, id_offset, seq
-        cdef uint32_t slot, old = 0
-        cdef jv_slot rec
-        cdef uint32_t vbytes = self.dimension * 4
-        cdef int rc = jv_table_find(&self.table, h, key, n, &pos)
-        if rc < 0:
-            return self.table_error(rc, pos, st)
-        if rc == JV_ABSENT and must_exist:
-            return 2
-        if rc == JV_FOUND:
-            old = self.table.entries[pos].slot
-            id_offset = self.slot_rec(old).id_offset
-        else:
-            id_offset = self.ids_end
-            self.ids_end = jv_id_append(self.idfile.map.base, id_offset, key, n)
-        if self.free_slots.n:
-            self.free_slots.n -= 1
-            slot = self.free_slots.items[self.free_slots.n]
-        else:
-            slot = self.high_water
-            self.high_water += 1
-            self.keys.high_water = self.high_water
-        memcpy(self.row(slot), values, vbytes)
-        seq = self.next_seq
-        self.next_seq += 1
-        rec.id_offset = id_offset
-        rec.id_length = n
-        rec.flags = JV_SLOT_LIVE
-        rec.sequence = seq
-        rec.vector_crc = jv_crc32c(0, values, vbytes)
-        jv_slot_seal(&rec)
-        memcpy(self.slot_rec(slot), &rec, sizeof(rec))
-        jv_table_put(&self.table, pos, h, slot, vbytes, rec.vector_crc, <uint32_t>seq)
-        if self.skip_mask != NULL:
-            self.skip_mask[slot] = 0
-        if rc == JV_FOUND:
-            list_push(&self.pending, old)
-            if self.skip_mask != NULL:
-                self.skip_mask[old] = 1
-            return 1
-        return 0
-
-    cdef int delete_locked(self, uint64_t h, const char *key, uint32_t n,
-                           Status *st) noexcept nogil:
-        """Delete one id: 1 deleted, 0 absent."""
-        cdef uint64_t pos
-        cdef uint32_t slot
-        cdef jv_slot *rec
-        cdef int rc = jv_table_find(&self.table, h, key, n, &pos)
-        if rc < 0:
-            return self.table_error(rc, pos, st)
-        if rc == JV_ABSENT:
-            return 0
-        if list_reserve(&self.pending, 1) != 0:
-            return fail_os(st, ENOMEM, FILE_SLOTS, "allocate the pending list")
-        slot = self.table.entries[pos].slot
-        rec = self.slot_rec(slot)
-        # The tombstone carries the delete's sequence, newer than every version.
-        rec.flags = JV_SLOT_DELETED
-        rec.sequence = self.next_seq
-        self.next_seq += 1
-        jv_slot_seal(rec)
-        jv_table_remove(&self.table, pos)
-        list_push(&self.pending, slot)
-        if self.skip_mask != NULL:
-            self.skip_mask[slot] = 1
-        return 1
-
-    cdef int get_locked(self, uint64_t h, const char *key, uint32_t n, float32_t *out,
-                        Status *st) noexcept nogil:
-        """Copy one vector out: 1 found, 0 absent."""
-        cdef uint64_t pos
-        cdef const jv_entry *e
-        cdef int rc
-        if self.closed:
-            return fail(st, ST_CLOSED, FILE_VEC, NULL, 0)
-        rc = jv_table_find(&self.table, h, key, n, &pos)
-        if rc < 0:
-            return self.table_error(rc, pos, st)
-        if rc == JV_ABSENT:
-            return 0
-        e = &self.table.entries[pos]
-        # file_key already checked e.slot < high_water.
-        memcpy(out, self.row(e.slot), self.dimension * 4)
-        if self.check_reads and jv_crc32c(0, out, self.dimension * 4) != e.vector_crc:
-            return fail(st, ST_CORRUPT, FILE_VEC, "vector checksum mismatch (slot)", e.slot)
-        return 1
-
-    cdef int sync_files(self, bint async_, uint64_t rows_from, const char *what,
-                        Status *st) noexcept nogil:
-        """msync slots, index and ids whole, then the vectors file from rows_from."""
-        cdef int rc = self.slots.c_sync(0, self.slots._size, async_)
-        cdef int which = FILE_SLOTS
-        if rc == 0:
-            rc = self.index.c_sync(0, self.index._size, async_)
-            which = FILE_INDEX
-        if rc == 0:
-            rc = self.idfile.c_sync(0, self.idfile._size, async_)
-            which = FILE_IDS
-        if rc == 0:
-            rc = self.vec.c_sync(rows_from, self.vec._size, async_)
-            which = FILE_VEC
-        if rc:
-            return fail_os(st, rc, which, what)
-        return 0
-
-    cdef int checkpoint_locked(self, uint32_t state, Status *st) noexcept nogil:
-        """Headers, sync of every file, commit record, then the slot life cycle."""
-        cdef jv_slots_header sh
-        cdef jv_index_header ih
-        cdef jv_ids_header dh
-        cdef uint64_t g = self.generation + 1, i
-        cdef SlotList swap
-        if self.failed:
-            return fail(st, ST_FAILED, FILE_VEC, NULL, 0)
-        jv_slots_header_fill(&sh, g, self.next_seq, self.dimension)
-        memcpy(self.slots.map.base, &sh, sizeof(sh))
-        jv_index_header_fill(&ih, g, self.table.size, self.table.live, self.table.tombs)
-        memcpy(self.index.map.base, &ih, sizeof(ih))
-        jv_ids_header_fill(&dh, g, self.ids_end)
-        memcpy(self.idfile.map.base, &dh, sizeof(dh))
-        # Rows: the header page is written after, on its own.
-        if self.sync_files(False, JV_HEADER_PAGE, "msync", st) != 0:
-            # fsyncgate: a failed sync cannot be retried safely.
-            self.failed = True
-            return -1
-        if self.write_commit(state, st) != 0:
-            return -1
-        # The commit is durable: advance the slot life cycle.
-        for i in range(self.pending.n):
-            jv_slot_supersede(self.slot_rec(self.pending.items[i]))
-        if self.cooling.n and list_reserve(&self.free_slots, self.cooling.n) == 0:
-            for i in range(self.cooling.n):
-                list_push(&self.free_slots, self.cooling.items[i])
-            self.cooling.n = 0
-        if self.cooling.n == 0:
-            swap = self.cooling
-            self.cooling = self.pending
-            self.pending = swap
-        return 0
-
-    cdef int close_locked(self, Status *st) noexcept nogil:
-        """Two checkpoints (the second clean) if written, then unmap. Lock held."""
-        cdef int rc = 0
-        if self.closed:
-            return 0
-        if self.dirty and not self.failed and not self.read_only:
-            rc = self.checkpoint_locked(JV_STATE_DIRTY, st)
-            if rc == 0:
-                rc = self.checkpoint_locked(JV_STATE_CLEAN, st)
-        self.closed = True
-        self.vec.c_close()
-        self.slots.c_close()
-        self.index.c_close()
-        self.idfile.c_close()
-        return rc
-
-    # -- Python face ---------------------------------------------------------
-
-    cdef int check_open(self) except -1:
-        if self.closed:
-            raise StoreClosedError(f"{self.path}: the vector file is closed")
-        return 0
+    @property
+    def failed(self):
+        """Whether a sync failed; writes are refused until the set is reopened."""
+        return self.fs != NULL and bool(self.fs.failed)
 
     @property
     def recovery_report(self):
@@ -755,15 +395,35 @@ cdef class VectorFile:
         return self._report
 
     def __len__(self):
-        return self.table.live
+        cdef Read r
+        cdef jv_status st
+        cdef uint64_t n = 0
+        cdef int rc
+        self.check_usable()
+        with nogil:
+            rc = read_begin(self.fs, &r, &st)
+            if rc == 0:
+                n = r.view.count
+                read_end(self.fs, &r)
+        if rc:
+            raise_status(self.path, &st)
+        return n
 
     def __contains__(self, vector_id):
         if not isinstance(vector_id, str):
             return False
         try:
-            return self.slot_of(vector_id) >= 0
+            return self.get(vector_id) is not None
         except InvalidInputError:
             return False
+
+    def __repr__(self):
+        if self.closed:
+            return f"<VectorFile {self.path!r} closed>"
+        mode = "read-only" if self.fs.read_only else "writer"
+        return f"<VectorFile {self.path!r} dimension={self.fs.dimension} {mode}>"
+
+    # -- writes --------------------------------------------------------------
 
     def put(self, vector_id, values):
         """Store ``values`` under ``vector_id``, replacing any vector it had.
@@ -789,26 +449,55 @@ cdef class VectorFile:
     cdef int _put(self, object vector_id, object values, bint must_exist) except -1:
         cdef const char *key
         cdef uint32_t n
-        cdef Status st
+        cdef jv_status st
         cdef int rc
+        self.check_usable()
         utf8_id(vector_id, &key, &n, "vector_id")
-        values = as_rows(values, self.dimension, 1, "values")
-        cdef const float32_t[::1] v = values
-        cdef uint64_t h = jv_hash(key, n) & self.hash_mask
+        values = as_rows(values, self.fs.dimension, 1, "values")
+        cdef const float32_t *v = <const float32_t *>cnp.PyArray_DATA(values)
+        cdef uint64_t h = jv_hash(key, n) & self.fs.hash_mask
+        cdef jv_fileset *fs = self.fs
         with nogil:
-            jv_wrlock(&self.lock)
-            rc = self.begin_write(&st)
+            jv_wrlock(&fs.lock)
+            rc = jv_fs_begin_write(fs, &st)
             if rc == 0:
-                rc = self.reserve(1, jv_id_record_size(n), &st)
+                rc = jv_fs_reserve(fs, 1, jv_id_record_size(n), &st)
             if rc == 0:
-                rc = self.put_locked(h, key, n, &v[0], must_exist, &st)
-            jv_unlock(&self.lock)
+                rc = jv_fs_put(fs, h, key, n, v, must_exist, &st)
+            jv_unlock(&fs.lock)
         if rc < 0:
-            raise_status(self, &st)
+            raise_status(self.path, &st)
         return rc
 
+    def reserve(self, ids):
+        """Grow the files so that storing ``ids`` (a sequence of str) cannot fail.
+
+        After this returns, a ``put_batch`` of these ids writes into space
+        that is already allocated: a full disk is reported here, before a
+        caller has written anything that goes with the vectors.
+        """
+        ids = own_list(ids)
+        cdef IdBatch b
+        cdef jv_status st
+        cdef int rc = 0
+        cdef jv_fileset *fs
+        self.check_usable()
+        fs = self.fs
+        try:
+            ids_encode(ids, fs.hash_mask, &b)
+            with nogil:
+                jv_wrlock(&fs.lock)
+                rc = jv_fs_begin_write(fs, &st)
+                if rc == 0:
+                    rc = jv_fs_reserve(fs, b.n, b.record_bytes, &st)
+                jv_unlock(&fs.lock)
+        finally:
+            ids_free(&b)
+        if rc < 0:
+            raise_status(self.path, &st)
+
     def put_batch(self, ids, vectors):
-        """Store many vectors: one growth, then one C loop.
+        """Store many vectors: one growth, then one C loop that cannot fail halfway.
 
         Parameters
         ----------
@@ -821,65 +510,89 @@ cdef class VectorFile:
         int
             How many existing ids were replaced.
         """
-        ids = id_list(ids)
+        ids = own_list(ids)
+        self.check_usable()
         cdef Py_ssize_t i, m = len(ids)
-        vectors = as_rows(vectors, self.dimension, 2, "vectors")
+        vectors = as_rows(vectors, self.fs.dimension, 2, "vectors")
         if vectors.shape[0] != m:
-            raise InvalidInputError(
-                f"vectors has {vectors.shape[0]} rows for {m} ids")
+            raise InvalidInputError(f"vectors has {vectors.shape[0]} rows for {m} ids")
         if m == 0:
             return 0
-        # as_rows gave a C-contiguous float32 array; a raw pointer (not a
-        # memoryview) because a closed file has dimension 0 and put_locked
-        # refuses it before reading anything.
         cdef const float32_t *rows = <const float32_t *>cnp.PyArray_DATA(vectors)
-        cdef Py_ssize_t dim = self.dimension
+        cdef Py_ssize_t dim = self.fs.dimension
         cdef uint64_t replaced = 0
         cdef IdBatch b
-        cdef Status st
+        cdef jv_status st
         cdef int rc = 0
+        cdef jv_fileset *fs = self.fs
         try:
-            ids_encode(ids, self.hash_mask, &b)
+            ids_encode(ids, fs.hash_mask, &b)
             with nogil:
-                jv_wrlock(&self.lock)
-                rc = self.begin_write(&st)
+                jv_wrlock(&fs.lock)
+                rc = jv_fs_begin_write(fs, &st)
                 if rc == 0:
-                    rc = self.reserve(m, b.record_bytes, &st)
+                    rc = jv_fs_reserve(fs, m, b.record_bytes, &st)
                 if rc == 0:
-                    self.prefault_append(m)
+                    jv_fs_prefault(fs, m)
                     for i in range(m):
-                        rc = self.put_locked(b.hashes[i], b.keys[i], b.lengths[i], rows + i * dim,
-                                             False, &st)
+                        rc = jv_fs_put(fs, b.hashes[i], b.keys[i], b.lengths[i],
+                                       rows + i * dim, False, &st)
                         if rc < 0:
                             break
                         replaced += rc
-                jv_unlock(&self.lock)
+                jv_unlock(&fs.lock)
         finally:
             ids_free(&b)
         if rc < 0:
-            raise_status(self, &st)
+            raise_status(self.path, &st)
         return replaced
+
+    def delete(self, vector_id):
+        """Delete ``vector_id``; return whether it existed."""
+        cdef const char *key
+        cdef uint32_t n
+        cdef jv_status st
+        cdef int rc
+        self.check_usable()
+        utf8_id(vector_id, &key, &n, "vector_id")
+        cdef uint64_t h = jv_hash(key, n) & self.fs.hash_mask
+        cdef jv_fileset *fs = self.fs
+        with nogil:
+            jv_wrlock(&fs.lock)
+            rc = jv_fs_begin_write(fs, &st)
+            if rc == 0:
+                rc = jv_fs_delete(fs, h, key, n, &st)
+            jv_unlock(&fs.lock)
+        if rc < 0:
+            raise_status(self.path, &st)
+        return rc == 1
+
+    # -- reads ---------------------------------------------------------------
 
     def get(self, vector_id):
         """Return a copy of the vector of ``vector_id`` (float32), or ``None``."""
         cdef const char *key
         cdef uint32_t n
-        cdef Status st
+        cdef jv_status st
+        cdef Read r
         cdef int rc
+        self.check_usable()
         utf8_id(vector_id, &key, &n, "vector_id")
-        cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, [self.dimension], cnp.NPY_FLOAT32, 0)
+        cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, [self.fs.dimension], cnp.NPY_FLOAT32, 0)
         cdef float32_t *dst = <float32_t *>cnp.PyArray_DATA(out)
-        cdef uint64_t h = jv_hash(key, n) & self.hash_mask
+        cdef uint64_t h = jv_hash(key, n) & self.fs.hash_mask
+        cdef jv_fileset *fs = self.fs
         with nogil:
-            jv_rdlock(&self.lock)
-            rc = self.get_locked(h, key, n, dst, &st)
-            jv_unlock(&self.lock)
+            rc = read_begin(fs, &r, &st)
+            if rc == 0:
+                rc = jv_view_get(&r.view, h, key, n, dst, &st)
+                read_end(fs, &r)
         if rc < 0:
-            raise_status(self, &st)
+            raise_status(self.path, &st)
         return out if rc else None
 
     def get_batch(self, ids):
-        """Copy many vectors out.
+        """Copy many vectors out (all from one commit in reader mode).
 
         Returns
         -------
@@ -887,178 +600,74 @@ cdef class VectorFile:
             Rows of absent ids are left uninitialised.
         found : numpy.ndarray, bool, shape (len(ids),)
         """
-        ids = id_list(ids)
-        cdef Py_ssize_t i, m = len(ids), dim = self.dimension
+        ids = own_list(ids)
+        self.check_usable()
+        cdef Py_ssize_t i, m = len(ids), dim = self.fs.dimension
         out = np.empty((m, dim), dtype=np.float32)
         found = np.zeros(m, dtype=np.bool_)
         if m == 0:
             return out, found
-        # A raw pointer, not a memoryview: a closed (or never opened) file has
-        # dimension 0, and get_locked refuses it before writing anything.
         cdef float32_t *dst = <float32_t *>cnp.PyArray_DATA(out)
-        cdef uint8_t[::1] hit = found.view(np.uint8)
+        cdef uint8_t *hit = <uint8_t *>cnp.PyArray_DATA(found)
         cdef IdBatch b
-        cdef Status st
+        cdef jv_status st
+        cdef Read r
         cdef int rc = 0
+        cdef jv_fileset *fs = self.fs
         try:
-            ids_encode(ids, self.hash_mask, &b)
+            ids_encode(ids, fs.hash_mask, &b)
             with nogil:
-                jv_rdlock(&self.lock)
-                for i in range(m):
-                    rc = self.get_locked(b.hashes[i], b.keys[i], b.lengths[i], dst + i * dim, &st)
-                    if rc < 0:
-                        break
-                    hit[i] = rc
-                jv_unlock(&self.lock)
-        finally:
-            ids_free(&b)
-        if rc < 0:
-            raise_status(self, &st)
-        return out, found
-
-    def delete(self, vector_id):
-        """Delete ``vector_id``; return whether it existed."""
-        cdef const char *key
-        cdef uint32_t n
-        cdef Status st
-        cdef int rc
-        utf8_id(vector_id, &key, &n, "vector_id")
-        cdef uint64_t h = jv_hash(key, n) & self.hash_mask
-        with nogil:
-            jv_wrlock(&self.lock)
-            rc = self.begin_write(&st)
-            if rc == 0:
-                rc = self.delete_locked(h, key, n, &st)
-            jv_unlock(&self.lock)
-        if rc < 0:
-            raise_status(self, &st)
-        return rc == 1
-
-    def slot_of(self, vector_id):
-        """Return the slot (row number) holding ``vector_id``, or -1."""
-        return int(self.slots_of([vector_id])[0])
-
-    def slots_of(self, ids):
-        """Return an int64 array of the slots of ``ids`` (-1 where absent)."""
-        ids = id_list(ids)
-        cdef Py_ssize_t i, m = len(ids)
-        out = np.full(m, -1, dtype=np.int64)
-        if m == 0:
-            return out
-        cdef int64_t[::1] res = out
-        cdef uint64_t pos
-        cdef IdBatch b
-        cdef Status st
-        cdef int rc = 0
-        try:
-            ids_encode(ids, self.hash_mask, &b)
-            with nogil:
-                jv_rdlock(&self.lock)
-                if self.closed:
-                    rc = fail(&st, ST_CLOSED, FILE_VEC, NULL, 0)
-                else:
+                rc = read_begin(fs, &r, &st)
+                if rc == 0:
                     for i in range(m):
-                        rc = jv_table_find(&self.table, b.hashes[i], b.keys[i], b.lengths[i],
-                                           &pos)
+                        rc = jv_view_get(&r.view, b.hashes[i], b.keys[i], b.lengths[i],
+                                         dst + i * dim, &st)
                         if rc < 0:
-                            rc = self.table_error(rc, pos, &st)
                             break
-                        if rc == JV_FOUND:
-                            res[i] = self.table.entries[pos].slot
-                jv_unlock(&self.lock)
+                        hit[i] = rc
+                    read_end(fs, &r)
         finally:
             ids_free(&b)
         if rc < 0:
-            raise_status(self, &st)
-        return out
-
-    cdef str id_of_slot(self, uint32_t slot):
-        """The id stored in a slot (lock held, slot < high_water)."""
-        cdef const char *key
-        cdef uint32_t n
-        if jv_key_of_slot(&self.keys, slot, &key, &n) != 0:
-            raise self.corrupt(FILE_SLOTS, f"slot {slot}: id reference out of bounds")
-        try:
-            return PyUnicode_DecodeUTF8(key, n, "strict")
-        except UnicodeDecodeError:
-            raise self.corrupt(FILE_IDS, f"id of slot {slot} is not UTF-8") from None
+            raise_status(self.path, &st)
+        return out, found
 
     def ids(self):
         """Return every live id (in no particular order)."""
+        cdef Read r
+        cdef jv_status st
         cdef uint64_t i
+        cdef const jv_entry *e
+        cdef const char *key
+        cdef int rc
+        self.check_usable()
         out = []
         with nogil:
-            jv_rdlock(&self.lock)
+            rc = read_begin(self.fs, &r, &st)
+        if rc:
+            raise_status(self.path, &st)
         try:
-            self.check_open()
-            for i in range(self.table.size):
-                if self.table.entries[i].flags == JV_ENTRY_LIVE:
-                    out.append(self.id_of_slot(self.table.entries[i].slot))
+            for i in range(r.view.table.size):
+                e = jv_entry_at(r.view.table, i)
+                if e.flags != JV_ENTRY_LIVE:
+                    continue
+                if jv_entry_check(r.view.table, e) != 0:
+                    jv_fail(&st, JV_ST_CORRUPT, JV_FILE_INDEX, "index entry damaged (entry)", i)
+                    raise_status(self.path, &st)
+                jv_id_at(r.view.table.ids, r.view.table.ids_end, e.id_offset, e.id_length, &key)
+                try:
+                    out.append(PyUnicode_DecodeUTF8(key, e.id_length, "strict"))
+                except UnicodeDecodeError:
+                    raise CorruptionError(
+                        f"{os.path.join(self.path, FILE_NAMES[3])}: the id of index entry {i} "
+                        f"is not UTF-8") from None
         finally:
-            jv_unlock(&self.lock)
+            with nogil:
+                read_end(self.fs, &r)
         return out
 
-    def vectors_view(self):
-        """Return a read-only (high_water, dimension) float32 view of the rows.
-
-        Rows of deleted or superseded slots are included (see ``live_slots``).
-        The view keeps its pages mapped, across growth and after ``close()``.
-        """
-        with nogil:
-            jv_rdlock(&self.lock)
-        try:
-            self.check_open()
-            return self._view()
-        finally:
-            jv_unlock(&self.lock)
-
-    cdef object _view(self):
-        raw = np.frombuffer(self.vec, dtype=np.uint8)
-        view = np.ndarray((self.high_water, self.dimension), dtype=np.float32, buffer=raw,
-                          offset=JV_HEADER_PAGE, strides=(self.row_stride, 4))
-        view.flags.writeable = False
-        return view
-
-    cdef int ensure_mask(self) except -1:
-        """Build the skip mask (1 = not live) once; writes keep it current."""
-        cdef uint64_t i
-        cdef uint8_t *mask
-        cdef int ok = 1
-        with nogil:
-            jv_wrlock(&self.lock)
-            if not self.closed and self.skip_mask == NULL:
-                mask = <uint8_t *>malloc(max(self.capacity, 1))
-                if mask == NULL:
-                    ok = 0
-                else:
-                    memset(mask, 1, max(self.capacity, 1))
-                    for i in range(self.table.size):
-                        if (self.table.entries[i].flags == JV_ENTRY_LIVE
-                                and self.table.entries[i].slot < self.capacity):
-                            mask[self.table.entries[i].slot] = 0
-                    self.skip_mask = mask
-                    self.skip_size = max(self.capacity, 1)
-            jv_unlock(&self.lock)
-        if not ok:
-            raise MemoryError()
-        return 0
-
-    def live_slots(self):
-        """Return a uint8 array over ``0 .. high_water-1``: 1 where the slot is live."""
-        self.check_open()
-        self.ensure_mask()
-        with nogil:
-            jv_rdlock(&self.lock)
-        try:
-            self.check_open()
-            if self.high_water == 0:
-                return np.zeros(0, np.uint8)
-            return 1 - np.asarray(<uint8_t[:self.high_water]>self.skip_mask)
-        finally:
-            jv_unlock(&self.lock)
-
     def search(self, queries, k, metric, threads=0):
-        """Exact top-k over the live vectors.
+        """Exact top-k over the live vectors (reader: of one commit).
 
         Parameters
         ----------
@@ -1075,81 +684,129 @@ cdef class VectorFile:
         """
         from jadevec._core import kernels
 
-        queries = as_rows(queries, self.dimension, 2, "queries")
-        self.check_open()
-        self.ensure_mask()
+        cdef Read r
+        cdef jv_status st
+        cdef int rc = 0
+        cdef const uint8_t *skip = NULL
+        cdef jv_map *rows_map
+        cdef const char *key
+        cdef uint32_t n
+        cdef uint32_t hw
+        cdef jv_fileset *fs
+        self.check_usable()
+        fs = self.fs
+        queries = as_rows(queries, fs.dimension, 2, "queries")
+        if not fs.read_only:
+            # The mask is built once (under the write side) and kept current by writes.
+            with nogil:
+                jv_wrlock(&fs.lock)
+                rc = jv_fs_build_skip(fs, &st) if not fs.closed else jv_fail(
+                    &st, JV_ST_CLOSED, JV_FILE_VEC, NULL, 0)
+                jv_unlock(&fs.lock)
+            if rc:
+                raise_status(self.path, &st)
         with nogil:
-            jv_rdlock(&self.lock)
+            rc = read_begin(fs, &r, &st)
+        if rc:
+            raise_status(self.path, &st)
         try:
-            self.check_open()
-            if self.high_water == 0 or self.table.live == 0:
+            hw = r.view.high_water
+            if hw == 0 or r.view.count == 0:
                 return [[] for _ in range(queries.shape[0])]
-            skip = np.asarray(<uint8_t[:self.high_water]>self.skip_mask)
-            rows, scores = kernels.topk(self._view(), queries, k, metric, skip=skip,
-                                        threads=threads)
+            if r.snap != NULL:
+                skip = jv_snap_skip(r.snap, &st)
+                if skip == NULL:
+                    raise_status(self.path, &st)
+                rows_map = r.snap.maps[JV_FILE_VEC]
+            else:
+                skip = fs.skip
+                rows_map = fs.f[JV_FILE_VEC].map
+            raw = np.frombuffer(map_buffer(rows_map, r.view.rows, <Py_ssize_t>hw * fs.row_stride),
+                                dtype=np.uint8)
+            view = np.ndarray((hw, fs.dimension), dtype=np.float32, buffer=raw,
+                              strides=(fs.row_stride, 4))
+            mask = np.asarray(<const uint8_t[:hw]>skip)
+            rows, scores = kernels.topk(view, queries, k, metric, skip=mask, threads=threads)
             out = []
-            for r in range(rows.shape[0]):
-                out.append([(self.id_of_slot(s), sc)
-                            for s, sc in zip(rows[r].tolist(), scores[r].tolist()) if s >= 0])
+            for q in range(rows.shape[0]):
+                hits = []
+                for s, sc in zip(rows[q].tolist(), scores[q].tolist()):
+                    if s < 0:
+                        continue
+                    if jv_view_id_of(&r.view, s, &key, &n, &st) != 0:
+                        raise_status(self.path, &st)
+                    try:
+                        hits.append((PyUnicode_DecodeUTF8(key, n, "strict"), sc))
+                    except UnicodeDecodeError:
+                        raise CorruptionError(
+                            f"{os.path.join(self.path, FILE_NAMES[3])}: the id of slot {s} is "
+                            f"not UTF-8") from None
+                out.append(hits)
             return out
         finally:
-            jv_unlock(&self.lock)
+            with nogil:
+                read_end(fs, &r)
+
+    # -- durability ----------------------------------------------------------
 
     def checkpoint(self):
         """Make every write so far durable (``sync``): see "Checkpoint" in the doc.
 
+        Does nothing on a read-only file set or one not written since open.
+
         Raises
         ------
         OSError
-            A sync failed; the file is then *failed* (``StoreFailedError`` on
+            A sync failed; the set is then *failed* (``StoreFailedError`` on
             every later write) until reopened.
         """
-        cdef Status st
+        cdef jv_status st
         cdef int rc = 0
+        self.check_usable()
+        cdef jv_fileset *fs = self.fs
         with nogil:
-            jv_wrlock(&self.lock)
-            if self.closed:
-                rc = fail(&st, ST_CLOSED, FILE_VEC, NULL, 0)
-            elif self.dirty and not self.read_only:
-                rc = self.checkpoint_locked(JV_STATE_DIRTY, &st)
-            jv_unlock(&self.lock)
+            jv_wrlock(&fs.lock)
+            if fs.closed:
+                rc = jv_fail(&st, JV_ST_CLOSED, JV_FILE_VEC, NULL, 0)
+            elif fs.dirty and not fs.read_only:
+                rc = jv_fs_checkpoint(fs, JV_STATE_DIRTY, &st)
+            jv_unlock(&fs.lock)
         if rc:
-            raise_status(self, &st)
+            raise_status(self.path, &st)
 
     def flush(self):
         """Ask for writeback of every file without waiting (``msync(MS_ASYNC)``).
 
-        Not a barrier: releases no slots, writes no commit record.
+        Not a barrier: writes no commit record.
         """
-        cdef Status st
-        cdef int rc = 0
+        cdef jv_status st
+        cdef int rc
+        self.check_usable()
+        cdef jv_fileset *fs = self.fs
         with nogil:
-            jv_rdlock(&self.lock)
-            if self.closed:
-                rc = fail(&st, ST_CLOSED, FILE_VEC, NULL, 0)
-            elif not self.read_only:
-                rc = self.sync_files(True, 0, "msync(MS_ASYNC)", &st)
-            jv_unlock(&self.lock)
+            jv_rdlock(&fs.lock)
+            rc = jv_fs_flush(fs, &st)
+            jv_unlock(&fs.lock)
         if rc:
-            raise_status(self, &st)
+            raise_status(self.path, &st)
 
     def close(self):
-        """Checkpoint twice (the second marks the file clean) and unmap.
+        """Write a clean checkpoint (writer) and unmap. A second call does nothing.
 
-        Views from ``vectors_view`` stay valid until released. A second call
-        does nothing.
+        In a forked child, releases the inherited set without writing.
         """
-        cdef Status st
-        cdef int rc
+        cdef jv_status st
+        cdef int rc = 0
+        cdef bint inherited = self.fork_epoch != _fork_epoch
+        cdef jv_fileset *fs = self.fs
+        if fs == NULL:
+            return
         with nogil:
-            jv_wrlock(&self.lock)
-            rc = self.close_locked(&st)
-            jv_unlock(&self.lock)
-        list_free(&self.free_slots)
-        list_free(&self.pending)
-        list_free(&self.cooling)
+            jv_wrlock(&fs.lock)
+            rc = jv_fs_close(fs, inherited, &st)
+            jv_unlock(&fs.lock)
         if rc:
-            raise_status(self, &st)
+            raise_status(self.path, &st)
 
     def __enter__(self):
         return self
@@ -1157,43 +814,48 @@ cdef class VectorFile:
     def __exit__(self, *exc):
         self.close()
 
-    def __repr__(self):
-        if self.closed:
-            return f"<VectorFile {self.path!r} closed>"
-        return f"<VectorFile {self.path!r} dimension={self.dimension} count={self.table.live}>"
-
     # -- verify and compact (recovery.pyx, compaction.pyx) --------------------
 
     def verify(self):
         """Check every checksum and cross-reference; return a list of problems.
 
-        Reads commit records, file headers, every index entry (with its slot
-        record, id and vector), every slot record and every id record. An
-        empty list means the file set is sound.
+        A writer checks its working state, slot records included; a reader
+        checks the newest commit (everything but slot records, which the
+        writer may be changing). An empty list means the file set is sound.
         """
+        cdef Read r
+        cdef jv_status st
+        cdef int rc
+        self.check_usable()
         with nogil:
-            jv_rdlock(&self.lock)
+            rc = read_begin(self.fs, &r, &st)
+        if rc:
+            raise_status(self.path, &st)
         try:
-            self.check_open()
-            return recovery.verify(self)
+            return verify_fileset(self.fs, self.path, r.snap)
         finally:
-            jv_unlock(&self.lock)
+            with nogil:
+                read_end(self.fs, &r)
 
     def compact_into(self, dest):
         """Write the live vectors as a new, clean, synced file set in ``dest``; close self.
 
-        ``dest`` must not hold a file set. The source is closed when this
-        returns (its writer lock is held throughout, so no write is lost);
-        the caller swaps the folders (see "Compaction" in the doc).
+        ``dest`` must not exist. The source is closed when this returns (its
+        writer lock is held throughout, so no write is lost); the caller swaps
+        the folders (see "Compaction" in the doc).
         """
+        cdef jv_status st
+        self.check_usable()
+        if self.fs.read_only:
+            jv_fail(&st, JV_ST_READONLY, JV_FILE_VEC, NULL, 0)
+            raise_status(self.path, &st)
+        dest = os.path.abspath(os.fsdecode(os.fspath(dest)))
+        cdef jv_fileset *fs = self.fs
         with nogil:
-            jv_wrlock(&self.lock)
+            jv_wrlock(&fs.lock)
         try:
-            self.check_open()
-            compaction.compact_into(self, dest)
+            if fs.closed:
+                raise StoreClosedError(f"{self.path}: the vector file set is closed")
+            compact_into(fs, self.path, dest)
         finally:
-            jv_unlock(&self.lock)
-
-
-# Imported last: both cimport this module's VectorFile, which exists by now.
-from jadevec._core import compaction, recovery  # noqa: E402
+            jv_unlock(&fs.lock)

@@ -1,4 +1,9 @@
-"""VectorFile: CRUD, growth, views, threads, recovery, corruption, disk full."""
+"""VectorFile: CRUD, growth, slot reuse, threads, recovery, corruption, disk full.
+
+Where a test needs to know what is on disk (a slot number, an index entry) it
+asks format_reader (tests/format_reader.py), which parses the files from the
+format document alone, never through the code under test.
+"""
 
 import os
 import shutil
@@ -10,6 +15,7 @@ import threading
 
 import numpy as np
 import pytest
+from format_reader import FileSet  # the tests folder is on the path (tests/conftest.py)
 
 from jadevec._core.vector_file import VectorFile, crc32c
 from jadevec.errors import (
@@ -64,7 +70,6 @@ def test_batch_store_and_retrieve(tmp_path):
         got, found = vf.get_batch(ids[:10] + ["absent"])
         assert found.tolist() == [True] * 10 + [False]
         np.testing.assert_array_equal(got[2:10], data[2:10])
-        assert vf.slots_of(["id-3", "absent"]).tolist()[1] == -1
         assert vf.put_batch([], np.zeros((0, 16), np.float32)) == 0
         with pytest.raises(InvalidInputError):
             vf.put_batch(["a", "b"], data[:3])
@@ -104,37 +109,78 @@ def test_growth_through_many_resizes(tmp_path):
         assert vf.verify() == []
 
 
-def test_freed_slots_wait_for_two_checkpoints(tmp_path):
-    with VectorFile.create(tmp_path / "db", 4) as vf:
+def slot_of(path, vector_id):
+    """The slot of ``vector_id`` in the newest commit, read from the bytes."""
+    files = FileSet(path)
+    for e in files.entries():
+        if e["flags"] == 1 and files.id_at(e["id_offset"], e["id_length"]) == vector_id.encode():
+            return e["slot"]
+    return -1
+
+
+def test_a_freed_slot_is_reused_only_after_a_commit(tmp_path):
+    path = tmp_path / "db"
+    with VectorFile.create(path, 4) as vf:
         vf.put("a", [1, 1, 1, 1])
-        slot = vf.slot_of("a")
-        vf.put("a", [2, 2, 2, 2])  # the old slot is pending
+        vf.checkpoint()
+        old = slot_of(path, "a")
+        vf.put("a", [2, 2, 2, 2])  # the old version's slot is freed, not reusable yet
         vf.put("b", [3, 3, 3, 3])
-        assert slot not in (vf.slot_of("a"), vf.slot_of("b"))
-        vf.checkpoint()  # pending -> cooling
+        assert vf.high_water == 3
+        vf.checkpoint()  # a newer commit is durable and no reader holds the old one
         vf.put("c", [4, 4, 4, 4])
-        assert vf.slot_of("c") != slot
-        vf.checkpoint()  # cooling -> reusable
-        vf.put("d", [5, 5, 5, 5])
-        assert vf.slot_of("d") == slot
+        assert vf.high_water == 3
+        vf.checkpoint()
+        assert slot_of(path, "c") == old
 
 
-def test_views_survive_growth_and_close(tmp_path):
-    vf = VectorFile.create(tmp_path / "db", 32, capacity=1)
-    vf.put_batch([f"a{i}" for i in range(64)], rows(64, 32))
-    view = vf.vectors_view()
-    first = view[:64].copy()
-    for i in range(20):
-        vf.put_batch([f"b{i}-{j}" for j in range(500)], rows(500, 32, seed=i))
-    np.testing.assert_array_equal(view[:64], first)
-    vf.close()
-    np.testing.assert_array_equal(view[:64], first)  # still mapped: no crash
-    with pytest.raises(StoreClosedError):
-        vf.get("a1")
-    with pytest.raises(StoreClosedError):
-        vf.put("x", np.zeros(32, np.float32))
-    vf.close()  # a second close does nothing
-    del view
+def hold_reader_slot(path, generation):
+    """Stand in for a reader process in the middle of a call on ``generation``:
+    the first slot's byte locked and the generation published, as the reader
+    table of the format document says. Returns the descriptor (closing it
+    ends the "process")."""
+    import fcntl
+
+    fd = os.open(path / "readers.jvrd", os.O_RDWR)
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi", fcntl.F_WRLCK, 0, 64, 1, 0))
+    os.pwrite(fd, struct.pack("<QQ", os.getpid(), generation), 64)
+    return fd
+
+
+def test_a_registered_reader_keeps_its_slots_from_reuse(tmp_path):
+    path = tmp_path / "db"
+    with VectorFile.create(path, 4) as vf:
+        vf.put("a", [1, 1, 1, 1])
+        vf.checkpoint()
+        old = slot_of(path, "a")
+        fd = hold_reader_slot(path, vf.generation)
+        try:
+            vf.put("a", [2, 2, 2, 2])
+            for i in range(3):
+                vf.checkpoint()
+                vf.put(f"n{i}", [i, i, i, i])
+            assert old not in {slot_of(path, k) for k in ["a", "n0", "n1", "n2"]}
+            os.pwrite(fd, struct.pack("<Q", 0), 72)  # the call ended
+            vf.checkpoint()
+            vf.put("late", [5, 5, 5, 5])
+            vf.checkpoint()
+            assert slot_of(path, "late") == old
+        finally:
+            os.close(fd)
+
+
+def test_a_dead_readers_generation_does_not_hold_reuse(tmp_path):
+    path = tmp_path / "db"
+    with VectorFile.create(path, 4) as vf:
+        vf.put("a", [1, 1, 1, 1])
+        vf.checkpoint()
+        old = slot_of(path, "a")
+        os.close(hold_reader_slot(path, vf.generation))  # the reader died mid-call
+        vf.put("a", [2, 2, 2, 2])
+        vf.checkpoint()
+        vf.put("b", [3, 3, 3, 3])
+        vf.checkpoint()
+        assert slot_of(path, "b") == old
 
 
 def test_ids_and_dimensions_are_checked(tmp_path):
@@ -246,7 +292,7 @@ def test_recovery_after_kill(tmp_path):
     assert out.stdout.strip() == "acked" and out.returncode == -9
     with VectorFile.open(path) as vf:
         report = vf.recovery_report
-        assert report["recovered"] and report["dropped"] == []
+        assert report["recovered"] and report["dropped"] == {}
         assert len(vf) == 100
         for i in range(200):
             got = vf.get(f"k{i}")
@@ -326,12 +372,18 @@ def patch(path, offset, data):
 
 
 def reseal_commit(path, offset):
+    """Recompute both CRCs of the commit record at ``offset`` (after a field was changed)."""
     with open(path, "r+b") as f:
         f.seek(offset)
-        rec = bytearray(f.read(64))
+        rec = bytearray(f.read(128))
         rec[60:64] = struct.pack("<I", crc32c(bytes(rec[:60])))
+        rec[124:128] = struct.pack("<I", crc32c(bytes(rec[:124])))
         f.seek(offset)
         f.write(rec)
+
+
+def reseal_entry(raw, offset):
+    struct.pack_into("<I", raw, offset + 28, crc32c(bytes(raw[offset:offset + 28])))
 
 
 def test_bad_magic(closed_set):
@@ -342,24 +394,36 @@ def test_bad_magic(closed_set):
 
 
 def test_one_bad_commit_record_falls_back_to_the_other(closed_set):
-    # The newest record (generation 5, clean) is B; A holds generation 4.
-    original = open(closed_set / "vectors.jvdb", "rb").read(4)
-    patch(closed_set / "vectors.jvdb", 0, b"XXXX")
+    files = FileSet(closed_set)
+    newest = files.newest_commit()
+    older = files.commit("B" if newest["record"] == "A" else "A")
+    assert newest["state"] == 0 and older["valid"]
+    # The older record damaged: the set opens at the newest, says so, and the
+    # next commit writes over the damage.
+    patch(closed_set / "vectors.jvdb", older["offset"] + 20, b"\x7f")
     with VectorFile.open(closed_set) as vf:
-        assert len(vf) == 100 and vf.recovery_report is None
-        assert any("commit record A" in p for p in vf.verify())
-    patch(closed_set / "vectors.jvdb", 0, original)
-    patch(closed_set / "vectors.jvdb", 2048, b"XXXX")
-    with VectorFile.open(closed_set) as vf:  # falls back to A: a dirty state
-        assert len(vf) == 100 and vf.recovery_report["recovered"]
-        assert vf.generation == 5 and vf.verify() == []  # B rewritten
+        assert len(vf) == 100 and vf.recovery_report["recovered"] is False
+        assert "failed" in vf.recovery_report["fallback"]
+        assert any("commit record" in p for p in vf.verify())
+        vf.put("x", [1, 2, 3, 4])
+    with VectorFile.open(closed_set) as vf:
+        assert vf.recovery_report is None and vf.verify() == []
+        vf.delete("x")
+    # The newest record damaged (a commit torn by a crash): the older one, dirty,
+    # is used and the writes after it are replayed.
+    newest = FileSet(closed_set).newest_commit()
+    patch(closed_set / "vectors.jvdb", newest["offset"] + 20, b"\x7f")
+    with VectorFile.open(closed_set) as vf:
+        report = vf.recovery_report
+        assert report["recovered"] and "failed" in report["fallback"]
+        assert len(vf) == 100 and "x" not in vf and vf.verify() == []
 
 
 def test_newer_version(closed_set):
     for offset in (0, 2048):
-        patch(closed_set / "vectors.jvdb", offset + 4, struct.pack("<I", 2))
+        patch(closed_set / "vectors.jvdb", offset + 4, struct.pack("<I", 3))
         reseal_commit(closed_set / "vectors.jvdb", offset)
-    with pytest.raises(UnsupportedVersionError, match="version 2"):
+    with pytest.raises(UnsupportedVersionError, match="version 3"):
         VectorFile.open(closed_set)
 
 
@@ -378,18 +442,20 @@ def test_truncated_file(closed_set, name):
         VectorFile.open(closed_set)
 
 
-def test_entry_offsets_past_the_end(closed_set):
-    with VectorFile.open(closed_set) as vf:
-        slot = vf.slot_of("k5")
-    # Point the slot record's id reference past the end of ids.jvid (resealed).
-    off = 64 + slot * 32
-    with open(closed_set / "slots.jvsl", "r+b") as f:
-        f.seek(off)
-        rec = bytearray(f.read(32))
-        rec[0:8] = struct.pack("<Q", 1 << 40)
-        rec[28:32] = struct.pack("<I", crc32c(bytes(rec[:28])))
-        f.seek(off)
-        f.write(rec)
+def rewrite_entries(path, change):
+    """Apply ``change(raw, entry)`` to every live entry of the newest commit, resealed."""
+    files = FileSet(path)
+    raw = bytearray(files.raw["index.jvix"])
+    for e in files.entries():
+        if e["flags"] == 1:
+            change(raw, e)
+            reseal_entry(raw, e["offset"])
+    open(path / "index.jvix", "wb").write(raw)
+
+
+def test_entry_id_reference_past_the_end(closed_set):
+    rewrite_entries(closed_set, lambda raw, e: struct.pack_into("<Q", raw, e["offset"] + 16,
+                                                                1 << 40))
     with VectorFile.open(closed_set) as vf:
         with pytest.raises(CorruptionError, match="out of bounds"):
             vf.get("k5")
@@ -397,12 +463,8 @@ def test_entry_offsets_past_the_end(closed_set):
 
 
 def test_index_entry_slot_past_the_end(closed_set):
-    raw = bytearray(open(closed_set / "index.jvix", "rb").read())
-    for j in range(64, len(raw), 32):
-        if struct.unpack_from("<I", raw, j + 16)[0] == 1:  # a LIVE entry
-            struct.pack_into("<I", raw, j + 8, 10**9)
-            struct.pack_into("<I", raw, j + 28, crc32c(bytes(raw[j:j + 28])))
-    open(closed_set / "index.jvix", "wb").write(raw)
+    rewrite_entries(closed_set, lambda raw, e: struct.pack_into("<I", raw, e["offset"] + 8,
+                                                                10**9))
     with VectorFile.open(closed_set) as vf:
         with pytest.raises(CorruptionError, match="out of bounds"):
             vf.get("k1")
@@ -410,8 +472,8 @@ def test_index_entry_slot_past_the_end(closed_set):
 
 
 def test_flipped_bytes_in_data(closed_set):
+    slot = slot_of(closed_set, "k7")
     with VectorFile.open(closed_set) as vf:
-        slot = vf.slot_of("k7")
         stride = vf.row_stride
     patch(closed_set / "vectors.jvdb", 4096 + slot * stride + 1, b"\xff\xee")
     with VectorFile.open(closed_set) as vf:
@@ -424,10 +486,11 @@ def test_flipped_bytes_in_data(closed_set):
 
 
 def test_flipped_bytes_in_index_entry(closed_set):
-    raw = bytearray(open(closed_set / "index.jvix", "rb").read())
-    for j in range(64, len(raw), 32):
-        if struct.unpack_from("<I", raw, j + 16)[0] == 1:
-            raw[j + 24] ^= 0xFF  # sequence byte; the entry CRC no longer matches
+    files = FileSet(closed_set)
+    raw = bytearray(files.raw["index.jvix"])
+    for e in files.entries():
+        if e["flags"] == 1:
+            raw[e["offset"] + 24] ^= 0xFF  # a vector CRC byte; the entry CRC no longer matches
     open(closed_set / "index.jvix", "wb").write(raw)
     with VectorFile.open(closed_set) as vf:
         assert any("entry checksum" in p for p in vf.verify())
@@ -439,11 +502,11 @@ def test_flipped_bytes_in_index_entry(closed_set):
 def test_random_damage_never_crashes(closed_set, tmp_path):
     """Bytes flipped anywhere: open/read/verify raise typed errors or work."""
     rng = np.random.default_rng(11)
-    names = ["vectors.jvdb", "slots.jvsl", "index.jvix", "ids.jvid"]
+    names = ["vectors.jvdb", "slots.jvsl", "index.jvix", "ids.jvid", "readers.jvrd"]
     for trial in range(60):
         work = tmp_path / f"w{trial}"
         shutil.copytree(closed_set, work)
-        name = names[trial % 4]
+        name = names[trial % 5]
         raw = bytearray(open(work / name, "rb").read())
         for _ in range(rng.integers(1, 20)):
             raw[rng.integers(len(raw))] ^= 1 << rng.integers(8)

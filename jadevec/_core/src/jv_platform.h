@@ -64,6 +64,21 @@ int jv_advise(void *addr, size_t len, int hint);
  * from it. */
 int jv_prefault_write(void *addr, size_t len);
 
+/* Exclusive lock on one byte of a file, held by this open file description
+ * (Linux F_OFD_SETLK; process-associated fcntl locks elsewhere). The kernel
+ * drops it when the holder closes the file or dies. jv_byte_lock: 0 taken,
+ * EAGAIN held by someone else, or an errno. jv_byte_locked: 1 if another
+ * holder has it, 0 if not, or -errno. */
+int jv_byte_lock(int fd, uint64_t offset);
+int jv_byte_unlock(int fd, uint64_t offset);
+int jv_byte_locked(int fd, uint64_t offset);
+
+/* Rename `from` to `to` only if `to` does not exist (EEXIST otherwise). */
+int jv_rename_noreplace(const char *from, const char *to);
+/* Swap two existing paths atomically (Linux renameat2 RENAME_EXCHANGE, macOS
+ * renamex_np RENAME_SWAP); ENOSYS where neither exists. */
+int jv_rename_exchange(const char *a, const char *b);
+
 int jv_rwlock_init(jv_rwlock *l);
 void jv_rwlock_destroy(jv_rwlock *l);
 void jv_rdlock(jv_rwlock *l);

@@ -4,10 +4,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef MAP_NORESERVE
@@ -244,6 +246,81 @@ int jv_prefault_write(void *addr, size_t len)
 #else
     (void)addr;
     (void)len;
+    return ENOSYS;
+#endif
+}
+
+#ifdef F_OFD_SETLK
+#define JV_SETLK F_OFD_SETLK
+#define JV_GETLK F_OFD_GETLK
+#else
+#define JV_SETLK F_SETLK
+#define JV_GETLK F_GETLK
+#endif
+
+static int byte_lock_op(int fd, uint64_t offset, int cmd, short type, struct flock *fl)
+{
+    memset(fl, 0, sizeof *fl);
+    fl->l_type = type;
+    fl->l_whence = SEEK_SET;
+    fl->l_start = (off_t)offset;
+    fl->l_len = 1;
+    int rc;
+    do {
+        rc = fcntl(fd, cmd, fl);
+    } while (rc != 0 && errno == EINTR);
+    return rc == 0 ? 0 : errno;
+}
+
+int jv_byte_lock(int fd, uint64_t offset)
+{
+    struct flock fl;
+    int rc = byte_lock_op(fd, offset, JV_SETLK, F_WRLCK, &fl);
+    return rc == EACCES ? EAGAIN : rc;
+}
+
+int jv_byte_unlock(int fd, uint64_t offset)
+{
+    struct flock fl;
+    return byte_lock_op(fd, offset, JV_SETLK, F_UNLCK, &fl);
+}
+
+int jv_byte_locked(int fd, uint64_t offset)
+{
+    struct flock fl;
+    int rc = byte_lock_op(fd, offset, JV_GETLK, F_WRLCK, &fl);
+    if (rc)
+        return -rc;
+    return fl.l_type != F_UNLCK;
+}
+
+int jv_rename_noreplace(const char *from, const char *to)
+{
+#if defined(__linux__) && defined(SYS_renameat2)
+    if (syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 1 /* RENAME_NOREPLACE */) == 0)
+        return 0;
+    if (errno != ENOSYS && errno != EINVAL)
+        return errno;
+#endif
+    /* No atomic no-replace rename: check, then rename. Only the writer of a
+     * store creates file sets, under its catalog lock, so nothing races it. */
+    struct stat st;
+    if (lstat(to, &st) == 0)
+        return EEXIST;
+    return rename(from, to) == 0 ? 0 : errno;
+}
+
+int jv_rename_exchange(const char *a, const char *b)
+{
+#if defined(__linux__) && defined(SYS_renameat2)
+    if (syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, 2 /* RENAME_EXCHANGE */) == 0)
+        return 0;
+    return errno == EINVAL ? ENOSYS : errno;
+#elif defined(__APPLE__)
+    return renamex_np(a, b, RENAME_SWAP) == 0 ? 0 : errno;
+#else
+    (void)a;
+    (void)b;
     return ENOSYS;
 #endif
 }
