@@ -16,12 +16,21 @@ Thread rule: ``Store`` and ``Database`` hold no locks of their own; they are
 as thread-safe as the backend (which the contract requires to be). The closed
 flag is a plain attribute: a call racing with ``close()`` gets either its
 result or a typed error from the backend.
+
+Lifetime: a store that its user drops without ``close()`` is closed when it
+is collected, and stores still open at interpreter exit are closed then
+(``weakref.finalize``, which also runs at exit). In the child of
+``os.fork()`` every store inherited from the parent refuses every call and
+its ``close()`` does nothing to the files: the parent still uses them, and
+the child opens its own (as SQLite and LMDB require of their handles).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +49,8 @@ from jadevec.errors import (
 )
 
 __all__ = ["open", "Store", "Database", "DEFAULT_BACKEND", "simd_info"]
+
+log = logging.getLogger("jadevec")
 
 #: The backend ``jadevec.open`` uses when none is named.
 DEFAULT_BACKEND = "hybrid"
@@ -114,7 +125,9 @@ def open(
         fspath = os.fspath(path)
         if not isinstance(fspath, str) or not fspath:
             raise InvalidInputError(f"path must be a non-empty str or path-like, got {path!r}")
-        folder = Path(fspath)
+        # Resolved once, as open() and sqlite3.connect effectively do: a later
+        # os.chdir() must not move the store.
+        folder = Path(os.path.abspath(fspath))
     else:
         raise InvalidInputError(
             f"path must be a str, an os.PathLike or None, got {type(path).__name__} {path!r}"
@@ -143,7 +156,7 @@ class Store:
     """
 
     __slots__ = ("_backend", "_backend_name", "_path", "_read_only", "_closed",
-                 "_supports_metadata", "_recovery_report")
+                 "_supports_metadata", "_life", "_finalizer", "_inherited", "__weakref__")
 
     def __init__(self, backend: Backend, backend_name: str, path: Path | None,
                  read_only: bool) -> None:
@@ -153,9 +166,11 @@ class Store:
         self._path = path
         self._read_only = read_only
         self._closed = False
+        self._inherited = False
         self._supports_metadata = type(backend).supports_metadata
-        # Captured at open: it describes the open, so it stays readable after close.
-        self._recovery_report = backend.recovery_report
+        self._life = _Lifetime(backend)
+        self._finalizer = weakref.finalize(self, _finalize, self._life)
+        _open_stores.add(self)
 
     # ------------------------------------------------------------------ state
 
@@ -181,16 +196,26 @@ class Store:
 
     @property
     def recovery_report(self) -> RecoveryReport | None:
-        """``None`` after a clean open, else what recovery did at open (readable after close)."""
-        return self._recovery_report
+        """``None`` after a clean open, else what recovery did (readable after close).
+
+        Also lists recovery done later, when a database's vector files were
+        first opened after an unclean shutdown.
+        """
+        return self._backend.recovery_report
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreClosedError(f"the store {self._label()} is closed")
+            raise StoreClosedError(self._closed_message())
+
+    def _closed_message(self) -> str:
+        if self._inherited:
+            return (f"the store {self._label()} was opened by the parent of this forked "
+                    f"process; open it again in the child")
+        return f"the store {self._label()} is closed"
 
     def _check_writable(self, what: str) -> None:
         if self._closed:
-            raise StoreClosedError(f"the store {self._label()} is closed")
+            raise StoreClosedError(self._closed_message())
         if self._read_only:
             raise ReadOnlyError(
                 f"{what} is a write, but the store {self._label()} was opened with read_only=True"
@@ -306,10 +331,15 @@ class Store:
         return self._backend.verify()
 
     def close(self) -> None:
-        """Checkpoint and release every file, lock and thread. A second call does nothing."""
+        """Checkpoint and release every file, lock and thread. A second call does nothing.
+
+        In a forked child, a store inherited from the parent is left as it is.
+        """
         if self._closed:
             return
         self._closed = True
+        self._life.closed = True
+        self._finalizer.detach()
         self._backend.close()
 
     def __enter__(self) -> Store:
@@ -358,7 +388,7 @@ class Database:
 
     def _check_open(self) -> None:
         if self._store._closed:
-            raise StoreClosedError(f"the store of database {self._info.name!r} is closed")
+            self._store._check_open()
 
     def _metadata(self, metadata: Any, arg: str = "metadata") -> str | None:
         if metadata is None:
@@ -554,3 +584,45 @@ def simd_info() -> dict[str, Any]:
     from jadevec._core import kernels
 
     return kernels.simd_info()
+
+
+class _Lifetime:
+    """What closing a store needs, held apart from the ``Store`` so that the
+    finaliser does not keep the store alive."""
+
+    __slots__ = ("backend", "closed", "inherited")
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.closed = False
+        self.inherited = False
+
+
+def _finalize(life: _Lifetime) -> None:
+    """Close a store its user dropped without ``close()`` (or left open at exit)."""
+    if life.closed or life.inherited:
+        return
+    life.closed = True
+    try:
+        life.backend.close()
+    except Exception:
+        log.exception("closing a store that was not closed failed")
+
+
+# Stores open in this process, so that a forked child can disown them.
+_open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+# In a forked child: the parent's backends, kept alive so that nothing of
+# theirs is ever finalised (closed) here.
+_inherited: list[Backend] = []
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_open_stores):
+        if not store._closed:
+            store._inherited = True
+            store._closed = True
+            store._life.inherited = True
+            _inherited.append(store._backend)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -12,6 +12,10 @@ retried at the next tick; the store itself turns a failed barrier into its
 sticky failed state. ``stop()`` wakes the thread, waits for a checkpoint in
 progress to finish, and returns; ``close()`` calls it before its own final
 checkpoint so the two never overlap.
+
+The thread holds its store only weakly (a ``WeakMethod``): a store that its
+user dropped without ``close()`` can be collected (and is then closed by its
+finaliser), and the thread ends at its next tick.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 __all__ = ["Checkpointer"]
@@ -35,14 +40,19 @@ class Checkpointer:
         Seconds between the end of one checkpoint and the start of the next;
         ``0`` starts no thread.
     checkpoint : callable
-        Called with no arguments; exceptions are logged, never raised.
+        Called with no arguments; exceptions are logged, never raised. A
+        bound method is held weakly: once its object is gone the thread stops.
     name : str
         Thread name, shown in debuggers and thread dumps.
     """
 
     def __init__(self, interval: float, checkpoint: Callable[[], None], name: str) -> None:
         self.interval = float(interval)
-        self._checkpoint = checkpoint
+        # A bound method is held weakly (a dropped store must not be kept
+        # alive by its own thread); a plain function as it is.
+        self._checkpoint: Callable[[], Callable[[], None] | None] = (
+            weakref.WeakMethod(checkpoint) if hasattr(checkpoint, "__self__")  # type: ignore[arg-type]
+            else lambda: checkpoint)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Number of checkpoints run so far (for tests and reports).
@@ -58,12 +68,17 @@ class Checkpointer:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
+            checkpoint = self._checkpoint()
+            if checkpoint is None:
+                return  # the store was collected
             started = time.perf_counter()
             try:
-                self._checkpoint()
+                checkpoint()
             except Exception:
                 log.exception("background checkpoint failed; retrying in %.1f s", self.interval)
                 continue
+            finally:
+                del checkpoint
             self.runs += 1
             took = time.perf_counter() - started
             # The loss window is interval + checkpoint time: say so when the

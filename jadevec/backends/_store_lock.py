@@ -10,7 +10,9 @@ file only so that the next writer's error can name it.
 ``flock`` locks belong to an open file description, so a second writer in
 the *same* process is refused too (it opens its own description). A forked
 child would share the parent's description and thus its lock; the child
-closes its copy at fork so that only the parent holds it.
+closes its copy at fork so that only the parent holds it. A lock object that
+is collected without ``release()`` closes its descriptor (a finaliser), so a
+dropped store never keeps its folder locked.
 
 Read-only opens take no lock and never write the file.
 """
@@ -70,6 +72,8 @@ class WriterLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, pid, 0)
         self._fd: int | None = fd
+        # Closing the descriptor drops the flock: enough if the object is lost.
+        self._finalizer = weakref.finalize(self, os.close, fd)
         with _live_guard:
             _live.add(self)
 
@@ -86,6 +90,7 @@ class WriterLock:
         """
         fd, self._fd = self._fd, None
         if fd is not None:
+            self._finalizer.detach()
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
@@ -96,6 +101,7 @@ class WriterLock:
         # the shared description) drops only the child's reference.
         fd, self._fd = self._fd, None
         if fd is not None:
+            self._finalizer.detach()
             os.close(fd)
 
 

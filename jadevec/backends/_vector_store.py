@@ -1,32 +1,65 @@
-"""``MemoryMappedVectorStore``: one vector file set per database under a root folder.
+"""``MemoryMappedVectorStore``: one vector file set per database, and the one table of open files.
 
-Each database is a folder ``<root>/<database_id>/`` holding a
+Each database is a folder ``<root>/<folder>/`` holding a
 :class:`jadevec._core.vector_file.VectorFile` (format:
-docs/vector_file_format.md). Files open lazily on first use and stay open
-until ``close_vector_file`` or ``close``. This class is policy over the core's
-mechanism: lazy opening, the folder swap of ``compact``, and which files a
-``flush`` or ``sync`` covers. It trusts its caller (the public API validates
-input) except for what is cheap and protects the files: the dimension of
-every vector and ids of 1 to 1,024 UTF-8 bytes are checked by the core.
+docs/vector_file_format.md). This class is the only owner of open file sets:
+one dict from folder to :class:`_Slot`, one lock, a state per slot. It is
+policy over the core's mechanism: lazy opening, least-recently-used
+eviction (at most ``max_open`` sets open), the folder swap of ``compact``,
+crash leftovers, and which files a ``flush`` or ``sync`` covers.
 
-Threads: every method may be called from any thread. The table of open files
-is guarded by one lock, taken only to open, close, compact or delete; vector
-operations use the file's own reader-writer lock. An operation that meets a
-file closed under it by ``compact`` or ``close_vector_file`` reopens it and
-retries, so no write is lost to a concurrent compaction.
+States of a slot::
+
+    (absent) --acquire--> OPENING --opened--> OPEN --evict/compact/replace--> CLOSING --> (absent)
+                                               |
+                                               +--retire (database deleted)--> gone, for good
+
+* **Opening, recovery and closing run outside the table lock**, so a slow
+  open (a recovery) or close (a checkpoint) of one database never stalls
+  calls on the others. Whoever wants a slot that is OPENING or CLOSING waits
+  on the table's condition until it settles.
+* **Pins.** Every operation but a single ``retrieve`` pins its file set for
+  its duration (:meth:`call`): a pinned set is never closed, so eviction,
+  compaction, deletion and store close first refuse new users (CLOSING), then
+  wait for the current ones, then checkpoint and close.
+* **The pin-free read.** ``retrieve_vector`` takes no lock of ours: it reads
+  through the slot's ``VectorFile`` if the slot is OPEN. That is safe because
+  a ``VectorFile`` checks ``closed`` under its own reader-writer lock and
+  ``close`` takes the writer side: a read that began before a close finishes
+  on the mapped file, one that begins after gets ``StoreClosedError`` and
+  takes the pinned path.
+* **Recency** is least-recently-used with a second chance for pin-free reads
+  (the CLOCK approximation: a tick per read would cost a tenth of a
+  retrieve; setting a bit costs nothing). A pinned use stamps ``used`` at
+  release and clears ``hot``; eviction closes idle sets not read since the
+  previous eviction before those that were, each group oldest first, then
+  stamps the survivors' reads.
+* **Readers** (``read_only=True``): a call that meets a file set replaced by
+  compaction or removed (``FileSetMoved``) closes the stale slot and calls
+  again, which reopens the folder or raises ``DatabaseNotFoundError``.
+
+Lock order (the only place it is written): a backend's catalog lock, then a
+database's write lock, then this table's lock, then a file set's own
+reader-writer lock (inside ``_core``). The table lock is held only to read
+or change slots: never while opening, closing or calling into a file set,
+and never while waiting on anything but its own condition.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
 
-from jadevec._core.vector_file import VectorFile
+from jadevec._core.crashpoints import crash_point
+from jadevec._core.vector_file import FileSetMoved, VectorFile, mark_moved, swap_folders
 from jadevec.errors import (
     DatabaseExistsError,
     DatabaseNotFoundError,
@@ -36,10 +69,15 @@ from jadevec.errors import (
 
 __all__ = ["MemoryMappedVectorStore"]
 
+log = logging.getLogger("jadevec")
+
 T = TypeVar("T")
 
 _COMPACT = ".{}.compact"
 _OLD = ".{}.old"
+_CREATING = ".{}.creating"
+
+OPENING, OPEN, CLOSING = "opening", "open", "closing"
 
 
 def _fsync_dir(path: str) -> None:
@@ -48,6 +86,23 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class _Slot:
+    """One database's entry in the table (see the module docstring)."""
+
+    __slots__ = ("state", "vf", "pins", "used", "hot", "gone")
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+        self.vf: VectorFile | None = None
+        self.pins = 0
+        self.used = 0
+        self.hot = False
+        self.gone: str | None = None  # why, once the database was deleted
+
+    def __repr__(self) -> str:
+        return f"<_Slot {self.state} pins={self.pins} used={self.used} gone={self.gone!r}>"
 
 
 class MemoryMappedVectorStore:
@@ -59,157 +114,415 @@ class MemoryMappedVectorStore:
         Folder holding one sub-folder per database; made if missing (unless
         ``read_only``).
     read_only : bool
-        Open every file read-only; writes raise ``PermissionError``.
-    check_reads : bool
-        Check each vector's CRC32C when it is read.
+        Open every file set read-only (readers beside a writer); writes raise
+        ``PermissionError``.
+    max_open : int
+        Most file sets kept open at once (>= 1); pinned sets may exceed it
+        for a moment.
+    on_recovery : callable, optional
+        Called as ``on_recovery(folder, report)`` when opening a file set had
+        to recover it (or fell back to an older commit record).
     """
 
     def __init__(self, root: str | os.PathLike[str], *, read_only: bool = False,
-                 check_reads: bool = True) -> None:
-        self.root = os.fsdecode(os.fspath(root))
+                 max_open: int = 100,
+                 on_recovery: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        self.root = os.path.abspath(os.fsdecode(os.fspath(root)))
         self.read_only = read_only
-        self._check_reads = check_reads
-        self._files: dict[str, VectorFile] = {}
-        self._lock = threading.RLock()
+        self.max_open = max(1, int(max_open))
+        self._on_recovery = on_recovery
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._slots: dict[str, _Slot] = {}
+        self._clock = itertools.count(1)
         self._closed = False
+        #: How many times a file set was opened / evicted (for tests and reports).
+        self.opens = 0
+        self.evictions = 0
         if not read_only:
             os.makedirs(self.root, exist_ok=True)
 
-    # -- lifecycle -------------------------------------------------------------
+    # -- paths -------------------------------------------------------------------
 
-    def _folder(self, database_id: str) -> str:
-        if (not isinstance(database_id, str) or not database_id or database_id.startswith(".")
-                or "/" in database_id or "\\" in database_id or "\0" in database_id
-                or len(database_id.encode("utf-8", "surrogatepass")) > 255):
+    def _folder(self, key: str) -> str:
+        if (not isinstance(key, str) or not key or key.startswith(".")
+                or "/" in key or "\\" in key or "\0" in key
+                or len(key.encode("utf-8", "surrogatepass")) > 200):
             raise InvalidInputError(
                 f"database_id must be a folder name (not empty, no '/', not starting "
-                f"with '.'), got {database_id!r}")
-        return os.path.join(self.root, database_id)
+                f"with '.'), got {key!r}")
+        return os.path.join(self.root, key)
 
-    def _check_open(self) -> None:
-        if self._closed:
+    # -- the table -----------------------------------------------------------------
+
+    def _acquire(self, key: str) -> VectorFile:
+        """Pin ``key``'s file set, opening it first if needed."""
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise StoreClosedError(f"the vector store at {self.root!r} is closed")
+                slot = self._slots.get(key)
+                if slot is None:
+                    slot = self._slots[key] = _Slot(OPENING)
+                    break
+                if slot.gone is not None:
+                    raise DatabaseNotFoundError(slot.gone)
+                if slot.state is OPEN:
+                    slot.pins += 1
+                    return slot.vf  # type: ignore[return-value]
+                self._changed.wait()
+        try:
+            vf = self._open(key)
+        except BaseException:
+            with self._changed:
+                if self._slots.get(key) is slot and slot.gone is None:
+                    del self._slots[key]
+                slot.state = CLOSING
+                self._changed.notify_all()
+            raise
+        with self._changed:
+            refused = self._closed or slot.gone is not None
+            if not refused:
+                slot.vf = vf
+                slot.state = OPEN
+                slot.pins = 1
+                slot.used = next(self._clock)
+                self.opens += 1
+                victims = self._pick_victims_locked()
+            self._changed.notify_all()
+        if refused:
+            vf.close()
+            with self._changed:
+                slot.state = CLOSING
+                self._changed.notify_all()
+            if slot.gone is not None:
+                raise DatabaseNotFoundError(slot.gone)
             raise StoreClosedError(f"the vector store at {self.root!r} is closed")
+        self._close_victims(victims)
+        return vf
+
+    def _release(self, key: str) -> None:
+        with self._changed:
+            slot = self._slots[key]
+            slot.pins -= 1
+            slot.used = next(self._clock)  # this use is newer than any earlier read's mark
+            slot.hot = False
+            victims = self._pick_victims_locked() if slot.pins == 0 else []
+            # Compaction waits for all pins but its own, close for none: wake both.
+            self._changed.notify_all()
+        self._close_victims(victims)
+
+    def _pick_victims_locked(self) -> list[tuple[str, _Slot]]:
+        """Mark the least recently used idle sets CLOSING until within ``max_open``."""
+        live = [k for k, s in self._slots.items() if s.gone is None and s.state is not CLOSING]
+        excess = len(live) - self.max_open
+        if excess <= 0:
+            return []
+        slots = self._slots
+        order = sorted((k for k in live if slots[k].state is OPEN),
+                       key=lambda k: (slots[k].hot, slots[k].used))
+        victims = []
+        for key in order:
+            if len(victims) == excess:
+                break
+            if slots[key].pins == 0:
+                slots[key].state = CLOSING
+                victims.append((key, slots[key]))
+        # Second chance: stamp the survivors' reads, oldest first, and forget them.
+        for key in order:
+            slot = slots[key]
+            if slot.state is OPEN and slot.hot:
+                slot.hot = False
+                slot.used = next(self._clock)
+        return victims
+
+    def _close_victims(self, victims: list[tuple[str, _Slot]]) -> None:
+        for key, slot in victims:
+            try:
+                slot.vf.close()  # type: ignore[union-attr]
+                self.evictions += 1
+                log.debug("evicted the vector files of %s", key)
+            except Exception:  # its next open recovers it
+                log.exception("closing the vector files of %s failed", key)
+            finally:
+                self._forget(key, slot)
+
+    def _forget(self, key: str, slot: _Slot) -> None:
+        with self._changed:
+            if self._slots.get(key) is slot and slot.gone is None:
+                del self._slots[key]
+            self._changed.notify_all()
+
+    def _take_exclusive(self, key: str, slot: _Slot, own_pins: int) -> None:
+        """Refuse new users of ``slot`` and wait until only ``own_pins`` remain (lock held)."""
+        slot.state = CLOSING
+        self._changed.wait_for(lambda: slot.pins == own_pins)
+
+    def _open(self, key: str) -> VectorFile:
+        folder = self._folder(key)
+        if not self.read_only:
+            self._finish_leftovers(key)
+        try:
+            vf = VectorFile.open(folder, read_only=self.read_only)
+        except FileNotFoundError:
+            raise DatabaseNotFoundError(
+                f"no vector file set for {key!r} in {self.root!r} (the database was "
+                f"deleted)") from None
+        report = vf.recovery_report
+        if report is not None and self._on_recovery is not None:
+            self._on_recovery(key, report)
+        return vf
+
+    def _finish_leftovers(self, key: str) -> None:
+        """Complete or undo what a crash left of a compaction or creation (see the format doc)."""
+        folder = os.path.join(self.root, key)
+        leftovers = [os.path.join(self.root, name.format(key))
+                     for name in (_COMPACT, _OLD, _CREATING)]
+        compact, old, creating = leftovers
+        changed = False
+        if not os.path.isdir(folder):
+            # A swap by two renames stopped between them: the new set (complete
+            # and synced before the first rename) is at .compact; failing
+            # that, the old one is at .old.
+            for candidate in (compact, old):
+                if os.path.isdir(candidate):
+                    os.rename(candidate, folder)
+                    changed = True
+                    break
+        for path in leftovers:
+            if os.path.lexists(path):
+                if path != creating:
+                    mark_moved(path)  # a reader may still have it open
+                shutil.rmtree(path)
+                changed = True
+        if changed:
+            _fsync_dir(self.root)
+
+    def call(self, key: str, op: Callable[[VectorFile], T]) -> T:
+        """Run ``op(vf)`` with ``key``'s file set pinned (a reader retries a moved set).
+
+        Raises
+        ------
+        DatabaseNotFoundError
+            The database was deleted (also when a reader finds its folder gone).
+        StoreClosedError
+            The store was closed.
+        """
+        while True:
+            vf = self._acquire(key)
+            try:
+                return op(vf)
+            except FileSetMoved:
+                stale = vf
+            finally:
+                self._release(key)
+            self._replace(key, stale)
+
+    def _replace(self, key: str, stale: VectorFile) -> None:
+        """Close a reader's file set that was replaced or removed, so the next call reopens."""
+        with self._changed:
+            slot = self._slots.get(key)
+            if slot is None or slot.vf is not stale or slot.state is not OPEN:
+                return  # another thread got here first
+            self._take_exclusive(key, slot, 0)
+        try:
+            stale.close()
+        finally:
+            self._forget(key, slot)
+
+    def retire(self, key: str, reason: str) -> None:
+        """Refuse ``key`` from now on, wait for its users, close its files.
+
+        A retired key stays in the table, so a handle to a deleted database
+        raises ``DatabaseNotFoundError`` even if a new database later takes its
+        name (it gets a new folder, a new key).
+        """
+        with self._changed:
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = self._slots[key] = _Slot(CLOSING)
+            slot.gone = reason
+            self._changed.wait_for(lambda: slot.pins == 0 and slot.state is not OPENING)
+            vf, slot.vf = slot.vf, None
+            slot.state = CLOSING
+        if vf is not None:
+            vf.close()
+
+    def is_open(self, key: str) -> bool:
+        """Whether ``key``'s files are open now."""
+        with self._changed:
+            slot = self._slots.get(key)
+            return slot is not None and slot.state is OPEN
+
+    def open_keys(self) -> list[str]:
+        """Keys with open files, least recently used first."""
+        with self._changed:
+            slots = self._slots
+            return sorted((k for k, s in slots.items() if s.state is OPEN),
+                          key=lambda k: (slots[k].hot, slots[k].used))
+
+    @contextmanager
+    def _pinned_all(self) -> Iterator[list[tuple[str, VectorFile]]]:
+        """Pin every open file set (for flush and sync) and release them after."""
+        with self._changed:
+            if self._closed:
+                raise StoreClosedError(f"the vector store at {self.root!r} is closed")
+            pinned = []
+            for key, slot in self._slots.items():
+                if slot.state is OPEN:
+                    slot.pins += 1
+                    pinned.append((key, slot.vf))
+        try:
+            yield pinned  # type: ignore[misc]
+        finally:
+            for key, _ in pinned:
+                self._release(key)
+
+    # -- lifecycle -------------------------------------------------------------------
 
     def create_vector_file(self, database_id: str, dimension: int,
                            initial_capacity: int = 64) -> None:
-        """Create the file set of a new database and leave it open.
+        """Create the file set of a new database (crash-atomically) and keep it open.
 
         Raises
         ------
         DatabaseExistsError
             The database already has a file set.
         """
-        with self._lock:
-            self._check_open()
-            folder = self._folder(database_id)
-            if os.path.exists(os.path.join(folder, "vectors.jvdb")):
+        folder = self._folder(database_id)
+        with self._changed:
+            if self._closed:
+                raise StoreClosedError(f"the vector store at {self.root!r} is closed")
+            if database_id in self._slots:
+                raise DatabaseExistsError(f"{folder}: a vector file set is already open")
+            slot = self._slots[database_id] = _Slot(OPENING)
+        try:
+            if os.path.lexists(folder):
                 raise DatabaseExistsError(f"{folder}: a vector file set already exists")
-            self._files[database_id] = VectorFile.create(folder, dimension, initial_capacity)
-            _fsync_dir(self.root)
+            vf = VectorFile.create(folder, dimension, initial_capacity)
+        except BaseException:
+            self._forget(database_id, slot)
+            raise
+        with self._changed:
+            slot.vf = vf
+            slot.state = OPEN
+            slot.used = next(self._clock)
+            victims = self._pick_victims_locked()
+            self._changed.notify_all()
+        self._close_victims(victims)
 
-    def open_vector_file(self, database_id: str) -> VectorFile:
-        """Open the file set (recovering it if needed) and return it; nothing new if open.
-
-        The returned ``VectorFile`` is the one every operation on this
-        database uses until ``close_vector_file``, ``compact``,
-        ``delete_database_vectors`` or ``close`` closes it; after that its
-        operations raise ``StoreClosedError`` (never touch unmapped memory),
-        and a caller that caches it must come back here.
-
-        Raises
-        ------
-        DatabaseNotFoundError
-            No file set for this database.
-        """
-        return self._files.get(database_id) or self._file(database_id)
-
-    def _file(self, database_id: str) -> VectorFile:
-        vf = self._files.get(database_id)
-        if vf is not None:
-            return vf
-        with self._lock:
-            self._check_open()
-            vf = self._files.get(database_id)
-            if vf is None:
-                folder = self._folder(database_id)
-                if not self.read_only:
-                    self._finish_compaction(database_id)
-                if not os.path.isdir(folder):
-                    raise DatabaseNotFoundError(f"no vector file set for {database_id!r} "
-                                                f"in {self.root!r}")
-                vf = VectorFile.open(folder, read_only=self.read_only,
-                                     check_reads=self._check_reads)
-                self._files[database_id] = vf
-            return vf
-
-    def _finish_compaction(self, database_id: str) -> None:
-        """Complete or undo a compaction a crash interrupted (see the format doc)."""
-        folder = os.path.join(self.root, database_id)
-        new = os.path.join(self.root, _COMPACT.format(database_id))
-        old = os.path.join(self.root, _OLD.format(database_id))
-        if os.path.isdir(new):
-            if os.path.isdir(folder):
-                shutil.rmtree(new)  # never swapped in: the source is intact
-            else:
-                os.rename(new, folder)  # complete and synced before the first rename
-            _fsync_dir(self.root)
-        if os.path.isdir(old):
-            shutil.rmtree(old)
+    def open_vector_file(self, database_id: str) -> None:
+        """Open the file set now (recovering it if needed); nothing if it is open."""
+        self.call(database_id, lambda vf: None)
 
     def close_vector_file(self, database_id: str) -> None:
-        """Checkpoint and close the file set; nothing if it is not open."""
-        with self._lock:
-            vf = self._files.pop(database_id, None)
-            if vf is not None:
-                vf.close()
+        """Checkpoint and close the file set once its users are done; nothing if not open."""
+        with self._changed:
+            slot = self._slots.get(database_id)
+            if slot is None or slot.state is not OPEN:
+                return
+            self._take_exclusive(database_id, slot, 0)
+        try:
+            slot.vf.close()  # type: ignore[union-attr]
+        finally:
+            self._forget(database_id, slot)
 
-    def delete_database_vectors(self, database_id: str) -> None:
-        """Close the file set and remove its folder (nothing if there is none)."""
-        with self._lock:
-            self._check_open()
-            folder = self._folder(database_id)
-            vf = self._files.pop(database_id, None)
-            if vf is not None:
-                vf.close()
-            for path in (folder, os.path.join(self.root, _COMPACT.format(database_id)),
-                         os.path.join(self.root, _OLD.format(database_id))):
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-            _fsync_dir(self.root)
+    def delete_database_vectors(self, database_id: str, reason: str = "") -> None:
+        """Close the file set (waiting for its users) and remove its folder and leftovers.
+
+        Readers in other processes learn of it at their next call (the set is
+        marked moved before it is removed).
+        """
+        folder = self._folder(database_id)
+        self.retire(database_id, reason or f"database folder {database_id!r} was deleted")
+        mark_moved(folder)
+        crash_point("delete:marked")
+        for name in (database_id, _COMPACT.format(database_id), _OLD.format(database_id),
+                     _CREATING.format(database_id)):
+            path = os.path.join(self.root, name)
+            if os.path.lexists(path):
+                shutil.rmtree(path)
+        _fsync_dir(self.root)
 
     def compact(self, database_id: str) -> None:
         """Rewrite the file set with only its live vectors, crash-safely.
 
-        The new set is written and synced beside the old one, then swapped in
-        by renames and an fsync of the root; the old one is removed.
+        The new set is written and synced beside the old one, then the two
+        folders are swapped in one rename (``RENAME_EXCHANGE``), the old set is
+        marked moved (readers reopen) and removed.
         """
-        with self._lock:
-            vf = self._file(database_id)
-            folder = self._folder(database_id)
-            new = os.path.join(self.root, _COMPACT.format(database_id))
-            old = os.path.join(self.root, _OLD.format(database_id))
-            if os.path.isdir(new):
+        folder = self._folder(database_id)
+        new = os.path.join(self.root, _COMPACT.format(database_id))
+        vf = self._acquire(database_id)
+        with self._changed:
+            slot = self._slots[database_id]
+            self._take_exclusive(database_id, slot, 1)
+        swapped = False
+        try:
+            if os.path.lexists(new):
                 shutil.rmtree(new)
             vf.compact_into(new)  # closes vf
-            del self._files[database_id]
+            crash_point("compact:written")
             _fsync_dir(self.root)
-            os.rename(folder, old)
-            os.rename(new, folder)
+            swap_folders(new, folder, os.path.join(self.root, _OLD.format(database_id)))
+            swapped = True
             _fsync_dir(self.root)
-            shutil.rmtree(old)
+            crash_point("compact:swapped")
+            for name in (_COMPACT.format(database_id), _OLD.format(database_id)):
+                path = os.path.join(self.root, name)
+                if os.path.isdir(path):
+                    mark_moved(path)
+                    shutil.rmtree(path)
+            _fsync_dir(self.root)
+        finally:
+            if not swapped and os.path.isdir(new):
+                shutil.rmtree(new, ignore_errors=True)
+            reopened = None
+            try:
+                reopened = vf if not vf.closed else self._open(database_id)
+            finally:
+                with self._changed:
+                    slot.pins -= 1
+                    if reopened is not None:
+                        slot.vf = reopened
+                        slot.state = OPEN
+                        slot.used = next(self._clock)
+                    elif self._slots.get(database_id) is slot:
+                        del self._slots[database_id]
+                    self._changed.notify_all()
 
-    def close(self) -> None:
-        """Checkpoint and close every open file set. A second call does nothing."""
-        with self._lock:
-            errors = []
-            for database_id in list(self._files):
-                try:
-                    self._files.pop(database_id).close()
-                except OSError as exc:
-                    errors.append(exc)
+    def close(self, before_files: Callable[[], None] | None = None) -> None:
+        """Checkpoint and close every open file set once its users are done.
+
+        ``before_files`` runs after the last call in flight has finished and
+        before the file sets are checkpointed (the backend makes its catalog
+        durable there). Every set is closed even if one fails; the first error
+        is raised after. A second call does nothing.
+        """
+        with self._changed:
+            if self._closed:
+                return
             self._closed = True
-            if errors:
-                raise errors[0]
+            self._changed.wait_for(lambda: all(
+                s.pins == 0 and s.state is not OPENING for s in self._slots.values()))
+            closing = [(k, s) for k, s in self._slots.items() if s.state is OPEN]
+            for _, s in closing:
+                s.state = CLOSING
+        errors = []
+        if before_files is not None:
+            try:
+                before_files()
+            except Exception as exc:  # noqa: BLE001 - close the files all the same
+                errors.append(exc)
+        for key, slot in closing:
+            try:
+                slot.vf.close()  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001 - close the others first
+                errors.append(exc)
+            finally:
+                self._forget(key, slot)
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> MemoryMappedVectorStore:
         return self
@@ -218,39 +531,24 @@ class MemoryMappedVectorStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<MemoryMappedVectorStore {self.root!r} open={sorted(self._files)}>"
+        return f"<MemoryMappedVectorStore {self.root!r} open={self.open_keys()}>"
 
-    # -- vector operations ------------------------------------------------------
-
-    def _retry(self, database_id: str, stale: VectorFile, op: Callable[[VectorFile], T]) -> T:
-        """Run ``op`` again after ``stale`` was closed under us by a lifecycle call."""
-        # Under the lock: a compaction closes the file before it drops it from
-        # the table, so without the lock ``stale`` may still be listed here.
-        while True:
-            with self._lock:
-                if self._closed or self._files.get(database_id) is stale:
-                    raise StoreClosedError(f"the vector file set of {database_id!r} is closed")
-                vf = self._file(database_id)
-            try:
-                return op(vf)
-            except StoreClosedError:
-                stale = vf  # compacted again meanwhile: reopen again
+    # -- vector operations ----------------------------------------------------------
 
     def store_vector(self, database_id: str, vector_id: str, values: Any) -> None:
         """Store ``values`` under ``vector_id``, replacing any vector it had."""
-        vf = self._files.get(database_id) or self._file(database_id)
-        try:
-            vf.put(vector_id, values)
-        except StoreClosedError:
-            self._retry(database_id, vf, lambda f: f.put(vector_id, values))
+        self.call(database_id, lambda vf: vf.put(vector_id, values))
 
     def retrieve_vector(self, database_id: str, vector_id: str) -> np.ndarray | None:
         """Return a copy of the vector (float32), or ``None`` if the id is absent."""
-        vf = self._files.get(database_id) or self._file(database_id)
-        try:
-            return vf.get(vector_id)
-        except StoreClosedError:
-            return self._retry(database_id, vf, lambda f: f.get(vector_id))
+        slot = self._slots.get(database_id)
+        if slot is not None and slot.state is OPEN:
+            slot.hot = True
+            try:
+                return slot.vf.get(vector_id)  # type: ignore[union-attr]
+            except StoreClosedError:
+                pass  # closed (or moved) under us: the pinned path reopens
+        return self.call(database_id, lambda vf: vf.get(vector_id))
 
     def update_vector(self, database_id: str, vector_id: str, values: Any) -> None:
         """Replace the vector of an existing id atomically.
@@ -259,98 +557,49 @@ class MemoryMappedVectorStore:
         ------
         VectorNotFoundError
             The id is absent; nothing changes.
-        DimensionMismatchError
-            ``values`` has the wrong length.
         """
-        vf = self._files.get(database_id) or self._file(database_id)
-        try:
-            vf.update(vector_id, values)
-        except StoreClosedError:
-            self._retry(database_id, vf, lambda f: f.update(vector_id, values))
+        self.call(database_id, lambda vf: vf.update(vector_id, values))
 
     def delete_vector(self, database_id: str, vector_id: str) -> bool:
         """Delete the vector; return whether it existed."""
-        vf = self._files.get(database_id) or self._file(database_id)
-        try:
-            return vf.delete(vector_id)
-        except StoreClosedError:
-            return self._retry(database_id, vf, lambda f: f.delete(vector_id))
+        return self.call(database_id, lambda vf: vf.delete(vector_id))
 
     def batch_store(self, database_id: str, ids: Sequence[str], vectors: Any) -> None:
-        """Store an (n, dimension) array under ``ids`` with one growth and one C loop.
-
-        A duplicate id in ``ids`` is stored in order: its last row wins (the
-        public API refuses duplicates before this point).
-        """
-        vf = self._files.get(database_id) or self._file(database_id)
-        try:
-            vf.put_batch(ids, vectors)
-        except StoreClosedError:
-            self._retry(database_id, vf, lambda f: f.put_batch(ids, vectors))
+        """Store an (n, dimension) array under ``ids``: one growth, one C loop."""
+        self.call(database_id, lambda vf: vf.put_batch(ids, vectors))
 
     def batch_retrieve(self, database_id: str, ids: Sequence[str]) -> list[np.ndarray | None]:
-        """Return one copy (or ``None``) per id, in order."""
-        vf = self._files.get(database_id) or self._file(database_id)
-        try:
-            rows, found = vf.get_batch(ids)
-        except StoreClosedError:
-            rows, found = self._retry(database_id, vf, lambda f: f.get_batch(ids))
+        """Return one copy (or ``None``) per id, in order (one commit, for a reader)."""
+        rows, found = self.call(database_id, lambda vf: vf.get_batch(ids))
         return [row if hit else None for row, hit in zip(rows, found.tolist(), strict=True)]
 
     def list_vectors(self, database_id: str) -> list[str]:
         """Return every id of the database (in no particular order)."""
-        vf = self._files.get(database_id) or self._file(database_id)
-        try:
-            return vf.ids()
-        except StoreClosedError:
-            return self._retry(database_id, vf, lambda f: f.ids())
+        return self.call(database_id, lambda vf: vf.ids())
 
     def count(self, database_id: str) -> int:
         """Return how many vectors the database holds."""
-        vf = self._files.get(database_id) or self._file(database_id)
-        return len(vf)
+        return self.call(database_id, len)
 
     def search(self, database_id: str, queries: Any, k: int,
                metric: str = "cosine") -> list[list[tuple[str, float]]]:
         """Exact top-``k`` for each row of ``queries`` (m, dimension), best first."""
-        vf = self._files.get(database_id) or self._file(database_id)
-        try:
-            return vf.search(queries, k, metric)
-        except StoreClosedError:
-            return self._retry(database_id, vf, lambda f: f.search(queries, k, metric))
+        return self.call(database_id, lambda vf: vf.search(queries, k, metric))
 
     def verify(self, database_id: str) -> list[str]:
         """Check every checksum of the file set; return the problems found."""
-        return self._file(database_id).verify()
-
-    def recovery_report(self, database_id: str) -> dict[str, Any] | None:
-        """What opening the file set had to recover (``None`` after a clean open)."""
-        return self._file(database_id).recovery_report
-
-    def _open_files(self, database_id: str | None) -> list[VectorFile]:
-        self._check_open()
-        if database_id is None:
-            with self._lock:
-                return list(self._files.values())
-        vf = self._files.get(database_id)
-        return [] if vf is None else [vf]
+        return self.call(database_id, lambda vf: vf.verify())
 
     def flush(self, database_id: str | None = None) -> None:
-        """``msync(MS_ASYNC)`` the open file sets (all, or one): a hint, not a barrier.
-
-        Everything a returned call wrote is already in the page cache and
-        survives a killed process; only :meth:`sync` survives a power loss.
-        """
-        for vf in self._open_files(database_id):
-            try:
-                vf.flush()
-            except StoreClosedError:
-                pass  # closed since listed (eviction, compaction): its close synced it
+        """``msync(MS_ASYNC)`` the open file sets (all, or one): a hint, not a barrier."""
+        with self._pinned_all() as pinned:
+            for key, vf in pinned:
+                if database_id is None or key == database_id:
+                    vf.flush()
 
     def sync(self, database_id: str | None = None) -> None:
         """Checkpoint the open file sets (all, or one): durable when this returns."""
-        for vf in self._open_files(database_id):
-            try:
-                vf.checkpoint()
-            except StoreClosedError:
-                pass  # closed since listed (eviction, compaction): its close synced it
+        with self._pinned_all() as pinned:
+            for key, vf in pinned:
+                if database_id is None or key == database_id:
+                    vf.checkpoint()

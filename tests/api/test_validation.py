@@ -1,9 +1,10 @@
 """The public API edge: every rejected argument gets a typed error whose message
-names the argument, what was expected and what was given; the rows of DESIGN.md's
-edge-case table that are about the API itself (the backend-facing ones run in
-jadevec.testing.BackendTests for every backend)."""
+names the argument, what was expected and what was given; the edge cases of
+docs/api_documentation.md that are about the API itself (the backend-facing
+ones run in jadevec.testing.BackendTests for every backend)."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -305,3 +306,78 @@ def test_search_shapes(db, rng):
     assert len(many) == 2 and all(len(hits) == 2 for hits in many)
     assert db.search(np.empty((0, 4)), k=2) == []
     assert len(db.search(rng.standard_normal(4), k=10**30)) == 3  # huge k is clamped
+
+
+# -- the hot paths' inline checks agree with the slow ones ---------------------------------
+
+
+@pytest.mark.parametrize("name", ["memory", "mmap", "hybrid"])
+def test_api_retrieve_checks_ids_exactly_as_check_id(tmp_path, name):
+    path = None if name == "memory" else tmp_path
+    with jadevec.open(path, backend=name, flush_interval=0) as store:
+        db = store.create_database("d", 2, "l2")
+
+        class Sub(str):
+            pass
+
+        good = ["a", "\x00", "x" * 1024, "é" * 512, "\U0001f600" * 256, Sub("a")]
+        db.batch_store([str(g) for g in good[:-1]], np.ones((len(good) - 1, 2)))
+        for g in good:
+            assert db.retrieve(g).tolist() == [1.0, 1.0], g
+        for bad in [1, None, b"a", "", "x" * 1025, "é" * 513, "\ud800", ["a"]]:
+            with pytest.raises(InvalidInputError) as info:
+                db.retrieve(bad)
+            with pytest.raises(InvalidInputError) as expected:
+                jadevec._validate.check_id(bad)
+            assert str(info.value) == str(expected.value)
+            assert isinstance(info.value, ValueError)
+        with pytest.raises(TypeError):
+            db.retrieve(1)
+    with pytest.raises(StoreClosedError):
+        db.retrieve("a")
+
+
+# -- the API edge's fast checks for batch store (jadevec._validate) ------------------------
+
+
+def test_check_ids_fast_path_matches_the_slow_one():
+    from jadevec import _validate as v
+
+    class Sub(str):
+        pass
+
+    ids = [f"id{i}" for i in range(1000)]
+    assert v.check_ids(ids) == ids and v.check_ids(tuple(ids)) == ids
+    mixed = [*ids[:10], Sub("sub")]
+    out = v.check_ids(mixed)
+    assert out == mixed and all(type(i) is str for i in out)  # subclasses become str
+    for bad, where in [([*ids, 1], "ids[1000]"), ([*ids, ""], "ids[1000]"),
+                       (["x" * 1025, *ids], "ids[0]"), ([*ids[:5], "\ud800"], "ids[5]"),
+                       ([*ids[:3], "é" * 513], "ids[3]"), ([b"a"], "ids[0]")]:
+        with pytest.raises(InvalidInputError, match=re.escape(where)):
+            v.check_ids(bad)
+    assert v.check_ids(["x" * 1024, "é" * 512, "\x00"]) == ["x" * 1024, "é" * 512, "\x00"]
+    with pytest.raises(InvalidInputError, match="repeat"):
+        v.check_ids([*ids, "id7"])
+    assert v.check_ids(["a", "a"], unique=False) == ["a", "a"]
+
+
+@pytest.mark.parametrize("metric", ["l2", "dot", "cosine"])
+def test_as_batch_refuses_every_non_finite_value(metric):
+    from jadevec import _validate as v
+
+    rows = np.ones((50, 4), np.float32)
+    assert v.as_batch(rows, 50, 4, metric) is rows
+    for bad in (np.nan, np.inf, -np.inf):
+        for r, c in [(0, 0), (49, 3), (17, 2)]:
+            x = rows.copy()
+            x[r, c] = bad
+            with pytest.raises(InvalidInputError, match=f"row {r}"):
+                v.as_batch(x, 50, 4, metric)
+    zero = rows.copy()
+    zero[5] = 0
+    if metric == "cosine":
+        with pytest.raises(InvalidInputError, match="row 5"):
+            v.as_batch(zero, 50, 4, metric)
+    else:
+        assert v.as_batch(zero, 50, 4, metric) is zero

@@ -27,11 +27,31 @@ PRELUDE = textwrap.dedent("""
     import numpy as np
     from pathlib import Path
     from jadevec.backends.base import StoreOptions
-    from jadevec.backends import hybrid, _persistent, _open_files
+    from jadevec.backends import hybrid
     from jadevec.backends._vector_store import MemoryMappedVectorStore
 
     def die(*args, **kwargs):
         os._exit(17)
+
+    # intercept("put", f): every VectorFile.put the backend makes becomes
+    # f(vf, *args) -- through a proxy, since the compiled class cannot be patched.
+    hooks = {}
+
+    class Proxy:
+        def __init__(self, vf):
+            self._vf = vf
+
+        def __getattr__(self, name):
+            if name in hooks:
+                return lambda *a, **k: hooks[name](self._vf, *a, **k)
+            return getattr(self._vf, name)
+
+    real_call = MemoryMappedVectorStore.call
+    MemoryMappedVectorStore.call = lambda self, key, op: real_call(self, key,
+                                                                   lambda vf: op(Proxy(vf)))
+
+    def intercept(name, replacement):
+        hooks[name] = replacement
 
     store = hybrid.HybridBackend(Path(sys.argv[1]), StoreOptions(flush_interval=0))
     if "docs" in [d.name for d in store.list_databases()]:
@@ -74,8 +94,8 @@ def reopen(tmp_path):
 def test_insert_killed_before_its_vector_leaves_nothing(tmp_path):
     crash(tmp_path, """
         db.store(["kept"], one, ['{"v": 1}'])
-        MemoryMappedVectorStore.store_vector = die
-        MemoryMappedVectorStore.batch_store = die
+        intercept("put", die)
+        intercept("put_batch", die)
         db.store(["lost"], 2 * one, ['{"v": 2}'])
     """)
     assert set(rows(tmp_path)) == {"kept", "lost"}  # the row was written first
@@ -94,7 +114,7 @@ def test_insert_killed_before_its_vector_leaves_nothing(tmp_path):
 def test_update_killed_before_its_vector_keeps_the_old_pair(tmp_path):
     crash(tmp_path, """
         db.store(["a"], one, ['{"v": 1}'])
-        MemoryMappedVectorStore.update_vector = die
+        intercept("update", die)
         db.update("a", 5 * one[0], '{"v": 2}', True)
     """)
     assert rows(tmp_path)["a"][0] == '{"v": 2}'  # the row ran ahead of the vector
@@ -110,11 +130,10 @@ def test_update_killed_before_its_vector_keeps_the_old_pair(tmp_path):
 
 def test_batch_killed_midway_keeps_a_prefix_with_its_metadata(tmp_path):
     crash(tmp_path, """
-        real = MemoryMappedVectorStore.batch_store
-        def half(self, database_id, ids, vectors):
-            real(self, database_id, ids[:3], vectors[:3])
+        def half(vf, ids, vectors):
+            vf.put_batch(ids[:3], vectors[:3])
             os._exit(17)
-        MemoryMappedVectorStore.batch_store = half
+        intercept("put_batch", half)
         vecs = np.arange(32, dtype=np.float32).reshape(8, 4) + 1
         db.store([f"v{i}" for i in range(8)], vecs, [f'{{"i": {i}}}' for i in range(8)])
     """)
@@ -163,7 +182,7 @@ def test_delete_killed_before_its_files_are_gone_is_finished(tmp_path):
         db.store(["a"], one, ['{"a": 1}'])
         gone = store.create_database("gone", 4, "dot")
         gone.store(["g"], one, ['{"g": 1}'])
-        _open_files.OpenFiles.retire = die
+        MemoryMappedVectorStore.retire = die
         store.delete_database("gone")
     """)
     assert catalog_rows(tmp_path)["gone"] == "deleting"

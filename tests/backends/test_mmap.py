@@ -1,9 +1,12 @@
-"""The mmap backend: the conformance suite unchanged, plus its manifest and metadata logs."""
+"""The mmap backend: the conformance suite unchanged, plus its catalog and metadata logs."""
 
 import json
+import os
+import time
 
 import numpy as np
 import pytest
+import raw_store  # the tests folder is on the path (tests/conftest.py)
 
 from jadevec.backends.base import StoreOptions
 from jadevec.backends.mmap import MmapBackend
@@ -17,34 +20,87 @@ class TestMmapBackend(BackendTests):
     supports_metadata = True
 
     def raw_vector(self, store, database, vector_id):
-        # Below the backend: the vector store itself, by the folder the manifest chose.
-        backend = store._backend
-        entry = backend._databases[database.lower()]
-        backend._files.acquire(entry.folder)
-        try:
-            return backend._vectors.retrieve_vector(entry.folder, vector_id)
-        finally:
-            backend._files.release(entry.folder)
+        # Below the backend: the catalog and the vector files as they are on disk.
+        return raw_store.raw_vector(store, database, vector_id)
 
 
 def open_store(path, **options):
     return MmapBackend(path, StoreOptions(flush_interval=0, **options))
 
 
-def test_manifest_maps_names_to_generated_folders(tmp_path):
+def test_catalog_maps_names_to_generated_folders(tmp_path):
     store = open_store(tmp_path)
     store.create_database("Trailing.", 3, "dot")
     store.create_database("CON", 5, "l2")
+    journal = [json.loads(line) for line in (tmp_path / "catalog.log").read_text().splitlines()]
+    assert [j[1] for j in journal] == ["clean", "create", "create"]  # one line per change
+    assert [j[0] for j in journal] == [1, 2, 3]
     store.close()
     doc = json.loads((tmp_path / "catalog.json").read_text())
-    assert doc["clean"] is True
-    by_name = {d["name"]: d for d in doc["databases"]}
+    assert doc["clean"] is True and doc["sequence"] == 3
+    assert (tmp_path / "catalog.log").read_text() == ""  # a clean close folds the journal in
+    by_name = {d["name"]: d for d in doc["databases"].values()}
+    assert set(doc["databases"]) == {"trailing.", "con"}
     assert set(by_name) == {"Trailing.", "CON"}
     assert by_name["CON"]["dimension"] == 5 and by_name["CON"]["metric"] == "l2"
-    folders = {d["folder"] for d in doc["databases"]}
+    folders = {d["folder"] for d in doc["databases"].values()}
     assert all(f.startswith("db-") and f.isascii() and f == f.lower() for f in folders)
     assert {p.name for p in (tmp_path / "vectors").iterdir()} == folders
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_create_costs_the_same_with_many_databases(tmp_path):
+    """A create appends one journal line; it does not rewrite a catalog of n entries."""
+    store = open_store(tmp_path)
+    sizes = []
+    for i in range(600):
+        store.create_database(f"db{i}", 2, "l2")
+        sizes.append(os.path.getsize(tmp_path / "catalog.json"))
+    # The snapshot is rewritten only when the journal outgrows it: a handful
+    # of times over 600 creates, never once per create.
+    assert len(set(sizes)) < 12
+    store.close()
+    store = open_store(tmp_path)
+    assert len(store.list_databases()) == 600
+    store.close()
+
+
+def test_a_journal_that_names_a_taken_name_is_damage(tmp_path):
+    store = open_store(tmp_path)
+    store.create_database("a", 2, "l2")
+    line = (tmp_path / "catalog.log").read_text().splitlines()[-1]
+    store._lock.release()  # "crash": the journal stays as it is
+    seq, change, value = json.loads(line)
+    value["folder"] = "db-000000000000"
+    with open(tmp_path / "catalog.log", "a") as f:
+        f.write(json.dumps([seq + 1, "create", value]) + "\n")
+    with pytest.raises(CorruptionError, match="taken"):
+        open_store(tmp_path)
+
+
+def test_a_torn_last_journal_line_is_ignored(tmp_path):
+    store = open_store(tmp_path)
+    store.create_database("a", 2, "l2")
+    store._lock.release()
+    with open(tmp_path / "catalog.log", "a") as f:
+        f.write('[9, "create", {"name": "b"')  # an append cut by a power loss
+    store = open_store(tmp_path)
+    assert [i.name for i in store.list_databases()] == ["a"]
+    store.close()
+
+
+def test_a_reader_sees_databases_created_after_it_opened(tmp_path):
+    writer = open_store(tmp_path)
+    writer.create_database("first", 2, "l2")
+    reader = MmapBackend(tmp_path, StoreOptions(read_only=True))
+    assert [i.name for i in reader.list_databases()] == ["first"]
+    writer.create_database("second", 2, "l2")
+    time.sleep(0.01)
+    assert sorted(i.name for i in reader.list_databases()) == ["first", "second"]
+    writer.delete_database("first")
+    assert [i.name for i in reader.list_databases()] == ["second"]
+    reader.close()
+    writer.close()
 
 
 def test_unclean_flag_and_newer_version_are_detected(tmp_path):
@@ -67,14 +123,14 @@ def test_metadata_log_pairs_with_vectors_after_a_crash(tmp_path):
     store.sync()
     # Simulate a crash: records of an insert and of an update whose vectors never landed.
     from jadevec.backends._pairing import Record
-    store._catalog.put(folder, [("ghost", Record('{"g": 1}', 123, None, None)),
+    store._catalog.put(folder, [("ghost", Record('{"g": 1}', 123, None, None, None, None, 1)),
                                 ("a", Record('{"a": 2}', 456, '{"a": 1}',
-                                             store._catalog.get(folder, "a").fp))])
+                                             store._catalog.get(folder, "a").fp, None, None,
+                                             1))])
     log = tmp_path / "metadata" / f"{folder}.jsonl"
     with open(log, "ab") as f:
         f.write(b'["torn", "{\\"x')  # a torn last append
     store._catalog.close()
-    store._files.close_all()
     store._vectors.close()
     store._lock.release()  # the "process" died: no clean flag written
 
@@ -100,7 +156,7 @@ def test_damaged_log_line_is_a_corruption_error(tmp_path):
     log = tmp_path / "metadata" / f"{folder}.jsonl"
     log.write_bytes(b"garbage\n" + log.read_bytes())
     store = open_store(tmp_path)
-    with pytest.raises(CorruptionError, match="line 1"):
+    with pytest.raises(CorruptionError, match="line at byte 0"):
         store.open_database("m").get_metadata("a")
     store.close()
 

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from jadevec.backends.mmap import MemoryMappedVectorStore
+from jadevec.backends._vector_store import MemoryMappedVectorStore
 from jadevec.errors import (
     DatabaseExistsError,
     DatabaseNotFoundError,
@@ -27,7 +27,7 @@ def store(tmp_path):
 def test_seed_operations(store, tmp_path):
     store.create_vector_file("db", 4, initial_capacity=2)
     assert sorted(os.listdir(tmp_path / "root" / "db")) == [
-        "ids.jvid", "index.jvix", "slots.jvsl", "vectors.jvdb"]
+        "ids.jvid", "index.jvix", "readers.jvrd", "slots.jvsl", "vectors.jvdb"]
     with pytest.raises(DatabaseExistsError):
         store.create_vector_file("db", 4)
     store.store_vector("db", "a", np.ones(4, np.float32))
@@ -52,7 +52,7 @@ def test_seed_operations(store, tmp_path):
     store.close_vector_file("db")
     store.close_vector_file("db")
     assert store.count("db") == 100  # reopened lazily
-    assert store.recovery_report("db") is None and store.verify("db") == []
+    assert store.verify("db") == []
 
 
 def test_lazy_open_and_missing(store, tmp_path):
@@ -96,14 +96,19 @@ def test_interrupted_compaction_is_finished_or_undone(store, tmp_path):
     store.create_vector_file("db", 3)
     store.store_vector("db", "a", [1, 2, 3])
     store.close_vector_file("db")
-    # Crash after the first rename: only the complete new set remains.
+    # A swap by two renames stopped between them: the complete new set is used.
     shutil.copytree(root / "db", root / ".db.compact")
     os.rename(root / "db", root / ".db.old")
     assert store.retrieve_vector("db", "a").tolist() == [1, 2, 3]
     assert sorted(os.listdir(root)) == ["db"]
     store.close_vector_file("db")
-    # Crash before the first rename: a half-written new set is dropped.
+    # Stopped before the swap (a half-written new set) or after an exchange (the
+    # old set at .compact): the folder is complete either way; the other goes.
     os.makedirs(root / ".db.compact")
+    assert store.count("db") == 1 and sorted(os.listdir(root)) == ["db"]
+    store.close_vector_file("db")
+    # A creation that never finished is cleared.
+    os.makedirs(root / ".db.creating")
     assert store.count("db") == 1 and sorted(os.listdir(root)) == ["db"]
 
 
