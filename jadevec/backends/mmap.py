@@ -19,11 +19,13 @@ snapshot is rewritten atomically (temporary file, fsync, rename, fsync of the
 folder) and the journal emptied; lines the snapshot already holds are
 skipped on replay, so a crash between the two steps loses nothing.
 
-The database lifecycle needs no intent here: a create makes the files first
-(crash-atomically) and then appends its line (the commit); a delete appends
-its line and syncs it, then removes the files. A crash in between leaves a
-folder no entry names, which the next writer open removes (it cannot hold
-vectors) and reports.
+The database lifecycle: a create makes the files first (crash-atomically) and
+then appends its line (the commit); a crash before that leaves an empty
+folder no entry names, which the next writer open removes and reports. A
+delete appends its line and syncs it (the database is gone from then on; its
+folder is listed as *deleting*), removes the files, then appends a line that
+forgets the folder; the next writer open finishes a deletion a crash
+interrupted.
 
 Metadata: each write appends one line per record to the database's log
 before the vector is written (the pairing rule of
@@ -48,7 +50,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from jadevec.backends._catalog import LIVE, CatalogEntry, fsync_dir
+from jadevec.backends._catalog import DELETING, LIVE, CatalogEntry, fsync_dir
 from jadevec.backends._pairing import Record, check_entry_fields, check_record, is_folder_id
 from jadevec.backends._persistent import PersistentBackend
 from jadevec.errors import CorruptionError, StorageFullError, UnsupportedVersionError
@@ -141,6 +143,7 @@ class JsonCatalog:
         self._read_only = read_only
         self._lock = threading.RLock()
         self._entries: dict[str, CatalogEntry] = {}  # name.lower() -> entry
+        self._deleting: dict[str, CatalogEntry] = {}  # folder -> entry whose files may remain
         self._sequence = 0  # of the last change applied
         self._snapshot_sequence = 0
         self._journal_lines = 0
@@ -185,8 +188,17 @@ class JsonCatalog:
             raise CorruptionError(f"{where}: field 'clean' is {clean!r}"[:300])
         if type(sequence) is not int or sequence < 0:
             raise CorruptionError(f"{where}: field 'sequence' is {sequence!r}"[:300])
+        deleting_doc = doc.get("deleting", {})
+        if not isinstance(deleting_doc, dict):
+            raise CorruptionError(f"{where}: field 'deleting' is not an object")
+        deleting: dict[str, CatalogEntry] = {}
+        for key, d in deleting_doc.items():
+            entry = self._entry_from(where, d)
+            if key != entry.folder:
+                raise CorruptionError(f"{where}: a deleting entry is filed under {key!r}"[:300])
+            deleting[key] = entry
         entries: dict[str, CatalogEntry] = {}
-        folders: set[str] = set()
+        folders: set[str] = set(deleting)
         for key, d in databases.items():
             entry = self._entry_from(where, d)
             if key != entry.name.lower() or entry.folder in folders:
@@ -196,8 +208,9 @@ class JsonCatalog:
             folders.add(entry.folder)
         self._sequence = self._snapshot_sequence = sequence
         self.was_clean = clean
-        self._journal_lines = self._replay(entries, folders)
+        self._journal_lines = self._replay(entries, deleting, folders)
         self._entries = entries
+        self._deleting = deleting
         self._seen = signatures
 
     @staticmethod
@@ -208,7 +221,8 @@ class JsonCatalog:
                            d.get("folder"))
         return CatalogEntry(d["name"], d["dimension"], d["metric"], d["folder"])
 
-    def _replay(self, entries: dict[str, CatalogEntry], folders: set[str]) -> int:
+    def _replay(self, entries: dict[str, CatalogEntry], deleting: dict[str, CatalogEntry],
+                folders: set[str]) -> int:
         """Apply the journal's lines after the snapshot; return how many lines it has."""
         try:
             data = self._journal.read_bytes()
@@ -224,7 +238,7 @@ class JsonCatalog:
             except (ValueError, RecursionError) as exc:
                 raise CorruptionError(f"{where} is damaged ({exc})"[:300]) from exc
             if not (isinstance(item, list) and len(item) == 3 and type(item[0]) is int
-                    and item[1] in ("create", "delete", "clean")):
+                    and item[1] in ("create", "delete", "forget", "clean")):
                 raise CorruptionError(f"{where} is damaged (not [sequence, change, value])")
             seq, change, value = item
             if seq <= self._snapshot_sequence:
@@ -244,8 +258,12 @@ class JsonCatalog:
                 if not gone:
                     raise CorruptionError(f"{where}: deletes {value!r}, which no database has"
                                           [:300])
+                deleting[value] = entries.pop(gone[0])
+            elif change == "forget":
+                if deleting.pop(value, None) is None:
+                    raise CorruptionError(f"{where}: forgets {value!r}, which is not being "
+                                          f"deleted"[:300])
                 folders.discard(value)
-                del entries[gone[0]]
             else:
                 if not isinstance(value, bool):
                     raise CorruptionError(f"{where}: clean flag {value!r}"[:300])
@@ -263,11 +281,8 @@ class JsonCatalog:
             "version": FORMAT_VERSION,
             "sequence": self._sequence,
             "clean": clean,
-            "databases": {
-                key: {"name": e.name, "dimension": e.dimension, "metric": e.metric,
-                      "folder": e.folder}
-                for key, e in self._entries.items()
-            },
+            "databases": {key: self._entry_doc(e) for key, e in self._entries.items()},
+            "deleting": {folder: self._entry_doc(e) for folder, e in self._deleting.items()},
         }
         write_atomically(self.path, json.dumps(doc, indent=1).encode())
         self._snapshot_sequence = self._sequence
@@ -280,6 +295,10 @@ class JsonCatalog:
             pass
         self._journal_lines = 0
         self._journal_unsynced = False
+
+    @staticmethod
+    def _entry_doc(e: CatalogEntry) -> dict[str, Any]:
+        return {"name": e.name, "dimension": e.dimension, "metric": e.metric, "folder": e.folder}
 
     def _change(self, change: str, value: Any, sync: bool = False) -> None:
         """Append one change to the journal (lock held)."""
@@ -294,15 +313,15 @@ class JsonCatalog:
     def entries(self) -> list[tuple[CatalogEntry, str]]:
         with self._lock:
             self._refresh()
-            return [(e, LIVE) for e in self._entries.values()]
+            return ([(e, LIVE) for e in self._entries.values()]
+                    + [(e, DELETING) for e in self._deleting.values()])
 
     def begin_create(self, entry: CatalogEntry) -> None:
         """Nothing yet: the files come first; a folder no entry names is swept at open."""
 
     def commit_create(self, entry: CatalogEntry) -> None:
         with self._lock:
-            self._change("create", {"name": entry.name, "dimension": entry.dimension,
-                                    "metric": entry.metric, "folder": entry.folder})
+            self._change("create", self._entry_doc(entry))
             self._entries[entry.name.lower()] = entry
             self._logs[entry.folder] = ({}, 0, None)
 
@@ -315,9 +334,13 @@ class JsonCatalog:
             # entry whose folder is gone.
             self._change("delete", entry.folder, sync=True)
             self._entries.pop(entry.name.lower(), None)
+            self._deleting[entry.folder] = entry
 
     def finish_delete(self, entry: CatalogEntry) -> None:
-        """Nothing left: ``drop`` removed the log with the files."""
+        """The files are gone (and ``drop`` removed the log): forget the folder."""
+        with self._lock:
+            if self._deleting.pop(entry.folder, None) is not None:
+                self._change("forget", entry.folder)
 
     def set_clean(self, clean: bool) -> None:
         with self._lock:

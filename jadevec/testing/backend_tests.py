@@ -29,6 +29,9 @@ Hooks you may override:
     with the same ``tmp_path``.
 ``store_path(self, tmp_path) -> Path | None``
     The folder; default ``tmp_path / "store"`` when ``persistent``, else ``None``.
+``open_read_only(self, tmp_path) -> jadevec.Store``
+    Open the store read-only, as a reader beside a writer does. The default
+    is ``make_store(tmp_path, read_only=True)``.
 ``reopen_source(self, tmp_path) -> str``
     A Python expression, evaluated in a new process after ``import jadevec``,
     that reopens the store read-write. Override it together with
@@ -43,11 +46,14 @@ Fixtures it defines (available to extra tests in your subclass): ``store``
 (from ``make_store``, closed afterwards), ``db`` (a cosine database of
 dimension 8 in it) and ``gen`` (a seeded ``numpy.random.Generator``).
 
-The tests live in four parts, one module each, combined here: catalog
+The tests live in five parts, one module each, combined here: catalog
 (lifecycle, names, options, closed and read-only stores), vectors (CRUD,
-batches, metadata), search (numpy reference, listing, compaction, verify)
-and durability (threads, restart in a new process). The suite uses only
-``pytest``, ``numpy`` and jadevec's public API.
+batches, metadata), search (numpy reference, listing, compaction, verify),
+durability (threads, restart in a new process) and stress (read-only
+processes beside a writer; a writer killed during create, delete, compact and
+close), whose tests carry the ``slow`` marker (register it in your pytest
+configuration) and run ``JADEVEC_STRESS_CYCLES`` cycles (default 200). The
+suite uses only ``pytest``, ``numpy`` and jadevec's public API.
 """
 
 from __future__ import annotations
@@ -55,12 +61,13 @@ from __future__ import annotations
 from jadevec.testing._catalog_tests import CatalogTests
 from jadevec.testing._durability_tests import DurabilityTests
 from jadevec.testing._search_tests import SearchTests
+from jadevec.testing._stress_tests import StressTests
 from jadevec.testing._vector_tests import VectorTests
 
 __all__ = ["BackendTests"]
 
 
-class BackendTests(CatalogTests, VectorTests, SearchTests, DurabilityTests):
+class BackendTests(CatalogTests, VectorTests, SearchTests, DurabilityTests, StressTests):
     """Conformance tests for one backend; subclass it and set the class attributes.
 
     Attributes

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -557,3 +558,53 @@ def test_one_million_vectors_d128(tmp_path):
             assert vf.get(ids[i])[0] == i
         got, found = vf.get_batch(ids[-1000:])
         assert found.all() and (got[:, 0] == np.arange(n - 1000, n)).all()
+
+
+def test_a_reader_call_in_flight_keeps_the_rows_and_pages_it_reads(tmp_path):
+    """A long search in a read-only file set while the writer frees slots, commits
+    twice and writes again: the rows and index pages the search's commit names
+    must not be reused under it (the reader table holds them)."""
+    path = tmp_path / "db"
+    n, dim = 1_000_000, 16
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((n, dim)).astype(np.float32) + 5  # far from the query
+    with VectorFile.create(path, dim) as vf:
+        vf.put_batch([f"k{i}" for i in range(n)], data)
+    # Many copies of one query: the search scans for a good second, long enough
+    # for the writer to do all of the below while it runs.
+    query = np.zeros((1, dim), np.float32)
+    queries = np.zeros((256, dim), np.float32)
+    reader = VectorFile.open(path, read_only=True)
+    want = reader.search(queries, 5, "l2", threads=1)[0]  # the same kernel path as below
+    writer = VectorFile.open(path)
+    step = n // 300
+    gone = [f"k{i}" for i in range(0, n, step)]
+    started = threading.Event()
+    results, errors = [], []
+
+    def search():
+        started.set()
+        try:
+            results.extend(reader.search(queries, 5, "l2", threads=1))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=search)
+    t.start()
+    started.wait()
+    time.sleep(0.005)  # the first search has registered and is scanning
+    for key in gone:
+        writer.delete(key)
+    writer.checkpoint()
+    writer.checkpoint()  # freed slots and retired pages would be reusable now...
+    # ... so new vectors at distance 0 from the query would land in rows the
+    # search has yet to scan, if the reader table did not hold them.
+    writer.put_batch([f"new{i}" for i in range(len(gone))], np.zeros((len(gone), dim),
+                                                                    np.float32))
+    t.join()
+    assert not errors, errors
+    assert all(r == want for r in results)  # exactly the commit the search started on
+    writer.checkpoint()
+    assert reader.search(query, 1, "l2")[0][0][0].startswith("new")  # and now the new one
+    reader.close()
+    writer.close()
