@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -99,6 +100,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 _FULL, _READONLY, _PERM, _CANTOPEN, _BUSY, _LOCKED, _IOERR, _NOMEM = 13, 8, 3, 14, 5, 6, 10, 7
 
 
+def _out_of_space(path: Path) -> bool:
+    """Whether the catalog's files are at the file-size limit or the disk is (nearly) full.
+
+    SQLite reports a write refused with EFBIG (the process's file-size limit)
+    as a plain I/O error and keeps the errno to itself; this tells that case,
+    and a disk that filled up, from a real I/O error.
+    """
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft != resource.RLIM_INFINITY:
+        for name in (path.name, path.name + "-wal", path.name + "-journal"):
+            try:
+                if os.path.getsize(path.with_name(name)) + (1 << 16) >= soft:
+                    return True
+            except OSError:
+                pass
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
+
+
 def _error_for(exc: BaseException, path: Path) -> BaseException:
     """The jadevec error for what SQLite (or the sqlite3 module) raised."""
     where = f"catalog {str(path)!r}"
@@ -118,6 +143,9 @@ def _error_for(exc: BaseException, path: Path) -> BaseException:
     if primary == _CANTOPEN or "unable to open" in low:
         return OSError(errno.EACCES, f"cannot open the catalog ({text})", str(path))
     if primary == _IOERR or "disk i/o error" in low:
+        if _out_of_space(path):
+            return StorageFullError(errno.ENOSPC, f"the disk or the file-size limit is "
+                                    f"full ({text})", str(path))
         return OSError(errno.EIO, f"I/O error in the catalog ({text})", str(path))
     if primary == _NOMEM or isinstance(exc, MemoryError):
         return MemoryError(f"{where}: {text}")

@@ -46,10 +46,11 @@ Fixtures it defines (available to extra tests in your subclass): ``store``
 (from ``make_store``, closed afterwards), ``db`` (a cosine database of
 dimension 8 in it) and ``gen`` (a seeded ``numpy.random.Generator``).
 
-The tests live in five parts, one module each, combined here: catalog
+The tests live in six parts, one module each, combined here: catalog
 (lifecycle, names, options, closed and read-only stores), vectors (CRUD,
 batches, metadata), search (numpy reference, listing, compaction, verify),
-durability (threads, restart in a new process) and stress (read-only
+durability (threads, restart in a new process), lifecycle (the unhappy
+paths: a full disk, fork, chdir, permissions, a dropped store) and stress (read-only
 processes beside a writer; a writer killed during create, delete, compact and
 close), whose tests carry the ``slow`` marker (register it in your pytest
 configuration) and run ``JADEVEC_STRESS_CYCLES`` cycles (default 200). The
@@ -60,6 +61,7 @@ from __future__ import annotations
 
 from jadevec.testing._catalog_tests import CatalogTests
 from jadevec.testing._durability_tests import DurabilityTests
+from jadevec.testing._lifecycle_tests import LifecycleTests
 from jadevec.testing._search_tests import SearchTests
 from jadevec.testing._stress_tests import StressTests
 from jadevec.testing._vector_tests import VectorTests
@@ -67,7 +69,8 @@ from jadevec.testing._vector_tests import VectorTests
 __all__ = ["BackendTests"]
 
 
-class BackendTests(CatalogTests, VectorTests, SearchTests, DurabilityTests, StressTests):
+class BackendTests(CatalogTests, VectorTests, SearchTests, DurabilityTests, LifecycleTests,
+                   StressTests):
     """Conformance tests for one backend; subclass it and set the class attributes.
 
     Attributes

@@ -308,12 +308,29 @@ def translate(exc: lmdb.Error, path: Path) -> Exception:
         return CorruptionError(f"{where!r}: {exc}")
     if isinstance(exc, lmdb.VersionMismatchError):
         return UnsupportedVersionError(f"{where!r}: {exc}")
-    if isinstance(exc, lmdb.DiskError):
-        code = _errno_of(exc)
-        if code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            return StorageFullError(code, f"no space left for {where!r}: {exc}")
-        return StoreFailedError(code or errno.EIO, f"I/O error on {where!r}: {exc}")
+    code = _errno_of(exc)
+    if code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) or (
+            code == errno.EIO and _out_of_space(path)):
+        # LMDB turns a write cut short by the file-size limit into EIO.
+        return StorageFullError(code if code != errno.EIO else errno.ENOSPC,
+                                f"no space left for the store: {exc}", where)
+    if isinstance(exc, lmdb.DiskError) or code == errno.EIO:
+        return StoreFailedError(code or errno.EIO, f"I/O error: {exc}", where)
     return LmdbBackendError(f"{where!r}: {exc}")
+
+
+def _out_of_space(path: Path) -> bool:
+    """Whether the data file is at the process's file-size limit or the disk is full."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    try:
+        if soft != resource.RLIM_INFINITY and os.path.getsize(path) + (1 << 20) >= soft:
+            return True
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
 
 
 def _errno_of(exc: lmdb.Error) -> int | None:
