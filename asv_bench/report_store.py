@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from jadevec.backends.mmap import MemoryMappedVectorStore
+from jadevec.backends._vector_store import MemoryMappedVectorStore
 
 RSS_CHILD = """
 import sys, numpy as np
-from jadevec.backends.mmap import MemoryMappedVectorStore
+from jadevec.backends._vector_store import MemoryMappedVectorStore
 def anon():
     for line in open("/proc/self/status"):
         if line.startswith("RssAnon:"):

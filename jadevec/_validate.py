@@ -167,6 +167,16 @@ def check_ids(ids: Any, arg: str = "ids", *, unique: bool = True) -> list[str]:
 _UNORDERED = (Set, Mapping, KeysView, ValuesView, ItemsView)
 
 _scan_ids: Any = None
+_squared_norm: Any = None
+
+
+def _load_squared_norm() -> Any:
+    # Bound on first use: importing jadevec loads no compiled module.
+    global _squared_norm
+    from jadevec._core.kernels import squared_norm
+
+    _squared_norm = squared_norm
+    return squared_norm
 
 
 def _load_scan_ids() -> Any:
@@ -369,8 +379,7 @@ def as_vector(vector: Any, dimension: int, metric: str, arg: str = "vector") -> 
     # or inf), the squared norm is within float32 and the vector is not all
     # zeros. Otherwise (float32 overflow of the squares, or underflow of tiny
     # values) the exact checks decide.
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is rechecked
-        square = array.dot(array)
+    square = (_squared_norm or _load_squared_norm())(array)  # float64: no overflow, no warning
     if not (square > 0.0 and square < _FAST_NORM2):
         _refuse_bad_rows(array.reshape(1, -1), metric, arg, None, rows=False)
     return array

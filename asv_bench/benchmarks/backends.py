@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import jadevec
-from jadevec.backends.mmap import MemoryMappedVectorStore
+from jadevec.backends._vector_store import MemoryMappedVectorStore
 
 N_DATABASES = 1000
 DIM = 128

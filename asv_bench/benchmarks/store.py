@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jadevec.backends.mmap import MemoryMappedVectorStore
+from jadevec.backends._vector_store import MemoryMappedVectorStore
 
 BATCH = 100_000
 

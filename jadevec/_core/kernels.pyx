@@ -50,6 +50,7 @@ __all__ = [
     "scores_many",
     "set_level",
     "simd_info",
+    "squared_norm",
     "topk",
 ]
 
@@ -300,6 +301,26 @@ def dot(a, b):
     _same_length(x, y)
     return _K.dot(<const float*>cnp.PyArray_DATA(x), <const float*>cnp.PyArray_DATA(y),
                   x.shape[0])
+
+
+def squared_norm(a):
+    """Sum of squares of a C-contiguous float32 array, accumulated in float64.
+
+    For finite input it never overflows (float32's largest square fits a
+    double many times over) and it raises no floating-point warning: NaN or
+    infinity in the input comes out as NaN or infinity. The public API's
+    check of a vector uses it.
+    """
+    if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous):
+        raise InvalidInputError(f"a must be a C-contiguous float32 numpy array, got {_describe(a)}")
+    cdef const float* p = <const float*>cnp.PyArray_DATA(a)
+    cdef Py_ssize_t i, n = a.size
+    cdef double total = 0.0, x
+    with nogil:
+        for i in range(n):
+            x = p[i]
+            total += x * x
+    return total
 
 
 def cosine(a, b):

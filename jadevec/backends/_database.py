@@ -62,6 +62,12 @@ class PersistentDatabase(DatabaseBackend):
 
     # -- writes ------------------------------------------------------------------
 
+    def _needs_records(self, metas: Sequence[str | None] | None) -> bool:
+        """Whether a write must write metadata records: it has metadata, or the
+        database has records that the write must supersede."""
+        wants = metas is not None and any(m is not None for m in metas)
+        return wants or self._catalog.has_any(self._key)
+
     def _write_records(
         self, vf: VectorFile, ids: Sequence[str], vectors: np.ndarray,
         metas: Sequence[str | None] | None,
@@ -72,9 +78,6 @@ class PersistentDatabase(DatabaseBackend):
         for a vector write that fails cleanly.
         """
         catalog, key = self._catalog, self._key
-        wants = metas is not None and any(m is not None for m in metas)
-        if not wants and not catalog.has_any(key):
-            return []  # no metadata anywhere in this database: nothing to pair
         old = catalog.get_many(key, ids)
         rows = [
             i for i, vid in enumerate(ids)
@@ -115,8 +118,10 @@ class PersistentDatabase(DatabaseBackend):
             return
 
         def write(vf: VectorFile) -> None:
-            vf.reserve(ids)  # a full disk is reported here, before any record is written
-            undo = self._write_records(vf, ids, vectors, metadatas)
+            undo: list[tuple[str, Record | None]] = []
+            if self._needs_records(metadatas):
+                vf.reserve(ids)  # a full disk is reported here, before any record is written
+                undo = self._write_records(vf, ids, vectors, metadatas)
             try:
                 if len(ids) == 1:
                     vf.put(ids[0], vectors[0])
@@ -140,8 +145,10 @@ class PersistentDatabase(DatabaseBackend):
                     f"no vector {vector_id!r} in database {self.info.name!r}")
             rows = vector.reshape(1, -1)
             meta = metadata if replace_metadata else self._resolve(vector_id, live)
-            vf.reserve([vector_id])
-            undo = self._write_records(vf, [vector_id], rows, [meta])
+            undo: list[tuple[str, Record | None]] = []
+            if self._needs_records([meta]):
+                vf.reserve([vector_id])
+                undo = self._write_records(vf, [vector_id], rows, [meta])
             try:
                 vf.update(vector_id, rows[0])
             except BaseException:

@@ -135,6 +135,7 @@ class MemoryMappedVectorStore:
         self._changed = threading.Condition(self._lock)
         self._slots: dict[str, _Slot] = {}
         self._clock = itertools.count(1)
+        self._waiters = 0  # threads waiting on the condition (so release can skip notify)
         self._closed = False
         #: How many times a file set was opened / evicted (for tests and reports).
         self.opens = 0
@@ -170,7 +171,7 @@ class MemoryMappedVectorStore:
                 if slot.state is OPEN:
                     slot.pins += 1
                     return slot.vf  # type: ignore[return-value]
-                self._changed.wait()
+                self._wait_locked()
         try:
             vf = self._open(key)
         except BaseException:
@@ -207,10 +208,23 @@ class MemoryMappedVectorStore:
             slot.pins -= 1
             slot.used = next(self._clock)  # this use is newer than any earlier read's mark
             slot.hot = False
-            victims = self._pick_victims_locked() if slot.pins == 0 else []
-            # Compaction waits for all pins but its own, close for none: wake both.
-            self._changed.notify_all()
-        self._close_victims(victims)
+            victims = (self._pick_victims_locked()
+                       if slot.pins == 0 and len(self._slots) > self.max_open else [])
+            if self._waiters:  # compaction waits for all pins but its own, close for none
+                self._changed.notify_all()
+        if victims:
+            self._close_victims(victims)
+
+    def _wait_locked(self, until: Callable[[], bool] | None = None) -> None:
+        """Wait on the table's condition (lock held), counted so that releases wake us."""
+        self._waiters += 1
+        try:
+            if until is None:
+                self._changed.wait()
+            else:
+                self._changed.wait_for(until)
+        finally:
+            self._waiters -= 1
 
     def _pick_victims_locked(self) -> list[tuple[str, _Slot]]:
         """Mark the least recently used idle sets CLOSING until within ``max_open``."""
@@ -256,7 +270,7 @@ class MemoryMappedVectorStore:
     def _take_exclusive(self, key: str, slot: _Slot, own_pins: int) -> None:
         """Refuse new users of ``slot`` and wait until only ``own_pins`` remain (lock held)."""
         slot.state = CLOSING
-        self._changed.wait_for(lambda: slot.pins == own_pins)
+        self._wait_locked(lambda: slot.pins == own_pins)
 
     def _open(self, key: str) -> VectorFile:
         folder = self._folder(key)
@@ -342,7 +356,7 @@ class MemoryMappedVectorStore:
             if slot is None:
                 slot = self._slots[key] = _Slot(CLOSING)
             slot.gone = reason
-            self._changed.wait_for(lambda: slot.pins == 0 and slot.state is not OPENING)
+            self._wait_locked(lambda: slot.pins == 0 and slot.state is not OPENING)
             vf, slot.vf = slot.vf, None
             slot.state = CLOSING
         if vf is not None:
@@ -503,7 +517,7 @@ class MemoryMappedVectorStore:
             if self._closed:
                 return
             self._closed = True
-            self._changed.wait_for(lambda: all(
+            self._wait_locked(lambda: all(
                 s.pins == 0 and s.state is not OPENING for s in self._slots.values()))
             closing = [(k, s) for k, s in self._slots.items() if s.state is OPEN]
             for _, s in closing:
