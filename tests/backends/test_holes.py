@@ -163,3 +163,41 @@ def test_compacting_one_database_does_not_stall_the_others(tmp_path, backend):
     assert len(during) > 10 and gaps.max() < (finished - started) / 2
     assert len(big) == n // 2
     store.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_create_refused_by_the_file_system_leaves_nothing_and_can_be_retried(
+        tmp_path, backend, monkeypatch):
+    from jadevec.backends._vector_store import MemoryMappedVectorStore
+
+    real = MemoryMappedVectorStore.create_vector_file
+    calls = {"n": 0}
+
+    def refused_once(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise PermissionError(13, "Permission denied", str(self.root))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MemoryMappedVectorStore, "create_vector_file", refused_once)
+    with jadevec.open(tmp_path, backend=backend, flush_interval=0) as store:
+        with pytest.raises(PermissionError):
+            store.create_database("big", 8)
+        assert "big" not in store and store.list_databases() == []
+        store.create_database("big", 8).store("a", np.ones(8))
+    with jadevec.open(tmp_path, backend=backend, read_only=True) as store:
+        assert store.list_databases() == ["big"] and store.verify().ok
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_metadata_at_the_nesting_limit_survives_a_restart(tmp_path, backend):
+    deep: dict = {"leaf": 1}
+    for _ in range(63):  # 64 levels with the top one
+        deep = {"d": deep}
+    with jadevec.open(tmp_path, backend=backend, flush_interval=0) as store:
+        store.create_database("m", 2).store("a", [1, 2], metadata=deep)
+    with jadevec.open(tmp_path, backend=backend) as store:
+        db = store.get_database("m")
+        assert db.get_metadata("a") == deep
+        db.update("a", [2, 3])  # keeps (reads back) the deep metadata
+        assert db.get_metadata("a") == deep and store.verify().ok
