@@ -18,10 +18,9 @@ reader, a snapshot) held by the caller.
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-from jadevec._core._types cimport uint8_t, uint32_t, uint64_t
+from jadevec._core._types cimport uint32_t, uint64_t
 from jadevec._core.fileset cimport raise_status
 from jadevec._core.layout cimport (
-    JV_ABSENT,
     JV_COMMIT_B_OFFSET,
     JV_ENTRY_EMPTY,
     JV_ENTRY_LIVE,
@@ -38,7 +37,6 @@ from jadevec._core.layout cimport (
     JV_MAGIC_IDS,
     JV_MAGIC_INDEX,
     JV_MAGIC_SLOTS,
-    JV_MAGIC_VECTORS,
     JV_MAX_DIMENSION,
     JV_MAX_ID_BYTES,
     JV_MAX_SLOTS,
@@ -52,7 +50,6 @@ from jadevec._core.layout cimport (
     JV_STATE_CLEAN,
     JV_STATE_MOVED,
     JV_ST_MOVED,
-    JV_FILE_READERS,
     jv_commit,
     jv_commit_check,
     jv_crc32c,
@@ -327,7 +324,7 @@ cdef object recover(jv_fileset *fs, str folder, object fallback):
     """Replay the writes after the newest commit onto it, then checkpoint clean."""
     cdef double started = time.perf_counter()
     cdef jv_status st
-    cdef uint64_t g = fs.generation, S = fs.next_seq, i, h, pos, off
+    cdef uint64_t g = fs.generation, S = fs.next_seq, i, h, pos
     cdef uint64_t committed_live = fs.table.live
     cdef uint32_t committed_hw = fs.high_water
     cdef uint64_t cap64 = min((fs.f[JV_FILE_VEC].size - JV_HEADER_PAGE) // fs.row_stride,
@@ -399,7 +396,7 @@ cdef object recover(jv_fileset *fs, str folder, object fallback):
         if rc:
             raise_status(folder, &st)
         applied = deleted = 0
-        for seq, slot in post:
+        for _, slot in post:
             memcpy(&rec, jv_fs_slot(fs, <uint32_t>slot), sizeof(jv_slot))
             jv_id_at(ids, ids_size, rec.id_offset, rec.id_length, &key)
             h = jv_hash(key, rec.id_length) & fs.hash_mask

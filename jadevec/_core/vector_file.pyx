@@ -41,7 +41,6 @@ from jadevec._core.id_index cimport utf8_id
 from jadevec._core.layout cimport (
     JV_ENTRY_LIVE,
     JV_FILE_VEC,
-    JV_HEADER_PAGE,
     JV_MAX_DIMENSION,
     JV_MAX_SLOTS,
     JV_ST_CLOSED,

@@ -171,22 +171,22 @@ class LifecycleTests(SuiteBase):
             assert len(db) == 1 + 20 * len(stored)
 
     def test_create_racing_close_is_store_closed(self, tmp_path: Path) -> None:
+        def create(store: jadevec.Store, go: threading.Barrier,
+                   errors: list[BaseException]) -> None:
+            go.wait()
+            try:
+                for i in range(20):
+                    store.create_database(f"d{i}", 2)
+            except StoreClosedError:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
         for attempt in range(20):
             store = self.make_store(tmp_path / str(attempt), flush_interval=0)
             errors: list[BaseException] = []
             go = threading.Barrier(2)
-
-            def create(store: jadevec.Store = store) -> None:
-                go.wait()
-                try:
-                    for i in range(20):
-                        store.create_database(f"d{i}", 2)
-                except StoreClosedError:
-                    pass
-                except BaseException as exc:  # noqa: BLE001 - reported below
-                    errors.append(exc)
-
-            t = threading.Thread(target=create)
+            t = threading.Thread(target=create, args=(store, go, errors))
             t.start()
             go.wait()
             store.close()

@@ -166,7 +166,7 @@ class StressTests(SuiteBase):
                         # its id, whole (a batch and a search each read one commit
                         # for a while, which is when reuse would hurt).
                         wids = [f"w{int(i)}" for i in rng.integers(0, 20000, 300)]
-                        for wid, got in zip(wids, rdb.batch_retrieve(wids)):
+                        for wid, got in zip(wids, rdb.batch_retrieve(wids), strict=True):
                             if got is not None:
                                 counts["writer_reads"] += 1
                                 if not np.array_equal(got, versioned(wid, int(got[0]))):

@@ -14,6 +14,7 @@ import jadevec
 from jadevec.backends.base import StoreOptions
 from jadevec.backends.hybrid import HybridBackend
 from jadevec.backends.mmap import MmapBackend
+
 BACKENDS = ["mmap", "hybrid"]
 
 

@@ -24,7 +24,6 @@ from jadevec.errors import (
     DimensionMismatchError,
     InvalidInputError,
     StorageFullError,
-    StoreClosedError,
     UnsupportedVersionError,
     VectorNotFoundError,
 )
