@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 import jadevec
-from jadevec.backends.mmap import MemoryMappedVectorStore
+from jadevec.backends._vector_store import MemoryMappedVectorStore
 
 DIM = 128
 BATCH = 10_000
