@@ -1,4 +1,4 @@
-"""Measure the backend targets of issue 5 in one run and print them.
+"""Measure the backends' targets in one run and print them.
 
 Usage (from the repository root, after building the extensions)::
 

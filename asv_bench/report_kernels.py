@@ -1,4 +1,4 @@
-"""Measure the kernel targets of issue 3 in one run and print them.
+"""Measure the kernels' targets in one run and print them.
 
 Usage (from the repository root, after building the extensions)::
 

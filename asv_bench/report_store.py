@@ -1,4 +1,4 @@
-"""Print issue 4's storage figures from one run, beside their targets.
+"""Print the vector store's figures from one run, beside their targets.
 
     python asv_bench/report_store.py [--dir DIR]
 

@@ -1,6 +1,6 @@
 """Backend benchmarks: store open time, search per backend, public API overhead.
 
-Targets (issue 5): opening a store of 1,000 databases < 100 ms; search on
+Targets: opening a store of 1,000 databases < 100 ms; search on
 ``mmap`` and ``hybrid`` within 10% of ``memory`` on the same data with a warm
 page cache; the public API at most 20% over the raw
 ``MemoryMappedVectorStore`` for batch store and single retrieve.

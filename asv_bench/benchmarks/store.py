@@ -1,4 +1,4 @@
-"""MemoryMappedVectorStore: store, retrieve, open and growth (issue 4).
+"""MemoryMappedVectorStore: store, retrieve, open and growth.
 
 Targets: batch store >= 1,000,000 vectors/s at d=128 and >= 200,000/s at
 d=768, at least 10x single store per vector; single store >= 100,000/s;

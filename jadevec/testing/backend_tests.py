@@ -1,7 +1,7 @@
 """The conformance suite every jadevec backend passes: :class:`BackendTests`.
 
 It exercises a backend only through the public API (``jadevec.open``,
-``Store``, ``Database``), so it checks the whole contract of DESIGN.md as a
+``Store``, ``Database``), so it checks the whole contract of docs/api_documentation.md as a
 user sees it: database lifecycle and name rules, CRUD, batches, the
 edge-case table, metadata, exact search against a numpy reference for every
 metric, listing and counting, closed and read-only stores, thread safety

@@ -1,4 +1,4 @@
-"""Deleting a database (T11.7.4): no orphans, safe against concurrent use."""
+"""Deleting a database: no orphans, safe against concurrent use."""
 
 import threading
 

@@ -1,4 +1,4 @@
-"""MemoryMappedVectorStore: the seed's operations over per-database file sets."""
+"""MemoryMappedVectorStore: its operations over per-database file sets."""
 
 import os
 import shutil
