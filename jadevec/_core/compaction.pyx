@@ -35,6 +35,7 @@ from jadevec._core.layout cimport (
     jv_fs_reserve,
     jv_fs_row,
     jv_fs_slot,
+    jv_hash,
     jv_id_at,
     jv_id_record,
     jv_id_record_size,
@@ -86,6 +87,10 @@ cdef int compact_into(jv_fileset *src, str folder, str dest) except -1:
         jv_id_at(src.table.ids, src.table.ids_end, e.id_offset, e.id_length, &key)
         if jv_crc32c(0, key, e.id_length) != (<const jv_id_record *>(key - 8)).crc:
             raise refused(folder, JV_FILE_IDS, f"id of entry {i}: id checksum mismatch")
+        # The copy files the entry under its stored hash: a wrong one would
+        # make the id unfindable in the new set.
+        if jv_hash(key, e.id_length) & src.hash_mask != e.hash:
+            raise refused(folder, JV_FILE_INDEX, f"entry {i}: stored hash is not its id's")
         rec = jv_fs_slot(src, e.slot)
         if (jv_slot_crc(rec) != rec.crc or rec.flags != JV_SLOT_LIVE
                 or rec.id_offset != e.id_offset or rec.vector_crc != e.vector_crc):

@@ -13,8 +13,10 @@
 docs/vector_file_format.md specifies every byte these touch.
 """
 
+import errno
 import os
 import shutil
+import stat
 
 from cpython.bytes cimport PyBytes_AS_STRING
 from libc.errno cimport ENOSYS
@@ -25,6 +27,8 @@ from jadevec._core.layout cimport (
     JV_COMMIT_B_OFFSET,
     JV_FORMAT_VERSION,
     JV_HEADER_PAGE,
+    JV_MAX_COUNTER,
+    JV_NO_POSITION,
     JV_READER_SLOTS,
     JV_ST_BUSY,
     JV_ST_CLOSED,
@@ -91,7 +95,8 @@ cdef int raise_status(str folder, const jv_status *st) except -1:
     if st.code == JV_ST_OS:
         return raise_os_error(st.err, what, path)
     if st.code == JV_ST_CORRUPT:
-        raise CorruptionError(f"{path}: {what} (at {st.where})")
+        at = "" if st.where == JV_NO_POSITION else f" (at {st.where})"
+        raise CorruptionError(f"{path}: {what}{at}")
     if st.code == JV_ST_CLOSED:
         raise StoreClosedError(f"{folder}: the vector file set is closed")
     if st.code == JV_ST_READONLY:
@@ -124,7 +129,9 @@ cdef int create_at(jv_fileset *fs, str path, uint32_t dimension, uint32_t capaci
     if os.path.lexists(path):
         raise FileExistsError(17, "a vector file set or other file already exists", path)
     temp = os.path.join(parent, f".{name}.creating")
-    if os.path.lexists(temp):
+    if os.path.islink(temp) or os.path.isfile(temp):
+        os.unlink(temp)  # not ours; never follow it
+    elif os.path.lexists(temp):
         shutil.rmtree(temp)  # left by a create that a crash interrupted
     os.makedirs(temp)
     cdef bytes temp_b = os.fsencode(temp)
@@ -168,18 +175,31 @@ def mark_moved(path):
     Writes a commit record with state *moved* (the newest commit's copy, one
     generation on) into the record the newest does not occupy, and syncs it.
     Nothing happens when the set has no valid commit record (readers cannot
-    use it anyway) or the files are missing.
+    use it anyway), the files are missing or are not regular files. Links are
+    never followed: the set is marked only where it is.
     """
-    name = os.path.join(os.fspath(path), FILE_NAMES[0])
+    nofollow = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
-        fd = os.open(name, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
+        dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | nofollow)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return
+        raise
+    try:
+        fd = os.open(FILE_NAMES[0], os.O_RDWR | nofollow, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.EISDIR, errno.ELOOP, errno.ENXIO):
+            return
+        raise
+    finally:
+        os.close(dir_fd)
     cdef jv_commit r[2]
     cdef jv_commit moved
     cdef bytes page
     cdef int pick
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
         page = os.pread(fd, JV_HEADER_PAGE, 0)
         if len(page) < JV_HEADER_PAGE:
             return
@@ -191,7 +211,7 @@ def mark_moved(path):
             return
         pick = 1 if (not ok0 or (ok1 and r[1].generation > r[0].generation)) else 0
         moved = r[pick]
-        if moved.state == JV_STATE_MOVED:
+        if moved.state == JV_STATE_MOVED or moved.generation >= JV_MAX_COUNTER:
             return
         moved.state = JV_STATE_MOVED
         moved.generation += 1
@@ -217,6 +237,6 @@ def swap_folders(new, folder, old):
     if rc == 0:
         return
     if rc != ENOSYS:
-        raise_os_error(rc, "rename", os.fsdecode(b))
+        raise_os_error(rc, f"exchange with {os.fsdecode(a)}", os.fsdecode(b))
     os.rename(folder, old)
     os.rename(new, folder)

@@ -47,6 +47,7 @@ cdef extern from "jv_layout.h" nogil:
         JV_ENTRY_TOMBSTONE
     const uint64_t JV_MAX_SLOTS
     const uint64_t JV_MAX_TABLE
+    const uint64_t JV_MAX_COUNTER
 
     ctypedef struct jv_commit:
         uint32_t magic
@@ -182,6 +183,8 @@ cdef extern from "jv_fileset.h" nogil:
         int file
         const char *what
         uint64_t where
+
+    const uint64_t JV_NO_POSITION
 
     ctypedef struct jv_readers:
         int fd

@@ -18,6 +18,8 @@ cdef extern from "jv_platform.h" nogil:
         JV_ADV_WILLNEED
         JV_ADV_DONTNEED
 
+    const int JV_ENOTREG
+
     size_t jv_page_size()
     int jv_pread(int fd, void *buf, size_t len, uint64_t offset, size_t *got)
     int jv_fsync(int fd)

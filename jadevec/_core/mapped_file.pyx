@@ -21,7 +21,7 @@ it, so a buffer never describes more bytes than its mapping holds.
 """
 
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_WRITABLE
-from libc.errno cimport EFBIG, ENOSPC
+from libc.errno cimport EFBIG, EINVAL, ENOSPC
 from libc.stdlib cimport free, malloc
 from libc.string cimport strerror
 
@@ -44,6 +44,8 @@ _HINTS = {
 
 cdef int raise_os_error(int err, str operation, str path) except -1:
     """Raise the OSError subclass for ``err`` naming the operation and path."""
+    if err == JV_ENOTREG:
+        raise OSError(EINVAL, f"{operation} failed: not a regular file", path)
     reason = strerror(err).decode("utf-8", "replace")
     message = f"{operation} failed: {reason}"
     if err == ENOSPC or err == EFBIG:

@@ -39,6 +39,7 @@ from jadevec._core.layout cimport (
     JV_MAGIC_SLOTS,
     JV_MAX_DIMENSION,
     JV_MAX_ID_BYTES,
+    JV_MAX_COUNTER,
     JV_MAX_SLOTS,
     JV_MAX_TABLE,
     JV_MIN_TABLE,
@@ -202,6 +203,9 @@ cdef int check_commit(jv_fileset *fs, str folder, jv_commit *c) except -1:
                       f"tombstones {c.tombstones} exceed table_size {c.table_size}")
     if c.next_sequence < 1:
         raise corrupt(folder, JV_FILE_VEC, "commit field next_sequence is 0")
+    if c.next_sequence >= JV_MAX_COUNTER or c.generation >= JV_MAX_COUNTER:
+        raise corrupt(folder, JV_FILE_VEC, f"commit fields generation {c.generation} or "
+                      f"next_sequence {c.next_sequence} are out of range")
     if (c.ids_end < JV_FILE_HEADER or c.ids_end % JV_ID_ALIGN
             or c.ids_end > fs.f[JV_FILE_IDS].size):
         raise corrupt(folder, JV_FILE_IDS, f"commit field ids_end {c.ids_end} is outside the "
@@ -317,7 +321,7 @@ cdef int load_table(jv_fileset *fs, str folder, jv_commit *best, int record,
 
 
 cdef dict slot_problem_counts():
-    return {"checksum": 0, "flags": 0, "id": 0, "torn": 0}
+    return {"checksum": 0, "flags": 0, "sequence": 0, "id": 0, "torn": 0}
 
 
 cdef object recover(jv_fileset *fs, str folder, object fallback):
@@ -361,6 +365,9 @@ cdef object recover(jv_fileset *fs, str folder, object fallback):
             continue
         if rec.sequence < S:
             continue  # history the commit already accounts for
+        if rec.sequence >= JV_MAX_COUNTER:
+            dropped["sequence"] += 1
+            continue
         if jv_id_at(ids, ids_size, rec.id_offset, rec.id_length, &key) != 0 or \
                 jv_crc32c(0, key, rec.id_length) != (<const jv_id_record *>(key - 8)).crc:
             dropped["id"] += 1

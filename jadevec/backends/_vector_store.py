@@ -299,12 +299,16 @@ class MemoryMappedVectorStore:
             # and synced before the first rename) is at .compact; failing
             # that, the old one is at .old.
             for candidate in (compact, old):
-                if os.path.isdir(candidate):
+                if os.path.isdir(candidate) and not os.path.islink(candidate):
                     os.rename(candidate, folder)
                     changed = True
                     break
         for path in leftovers:
-            if os.path.lexists(path):
+            if os.path.islink(path) or os.path.lexists(path) and not os.path.isdir(path):
+                # Not something jadevec leaves: remove the name, never follow it.
+                os.unlink(path)
+                changed = True
+            elif os.path.lexists(path):
                 if path != creating:
                     mark_moved(path)  # a reader may still have it open
                 shutil.rmtree(path)

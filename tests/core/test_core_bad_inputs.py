@@ -1,10 +1,17 @@
 # ruff: noqa: E501  (CASES holds one statement per line, however long)
-"""Misuse of the compiled modules straight from Python (research/reliability.md, T8).
+"""Misuse of the compiled modules straight from Python.
 
 The core trusts the API layer to validate, but a wrong call from Python must
 still end in an exception (a jadevec error, or the builtin a Python user would
 expect for a wrong type or an impossible size), never a crash. Each case runs
 in a worker subprocess so a SIGSEGV fails that case instead of pytest.
+
+Besides wrong arguments: read-only opens of missing and damaged file sets,
+``mark_moved`` and ``swap_folders`` of odd paths, ``compact_into`` an existing
+folder or from a read-only set, calls after ``close`` and calls in a forked
+child, where an inherited ``VectorFile`` must raise ``StoreClosedError`` and its
+release must not write. A case asserts with ``expect``/``in_child``; their
+``AssertionError`` is not an allowed outcome.
 """
 
 import json
@@ -13,9 +20,14 @@ import sys
 import textwrap
 
 # One statement per line. Names: K kernels, A aligned, MF mapped_file, I id_index,
-# V vector_file; T a fresh temp folder; M (100, 8) and Q (2, 8) float32; M_ro a
-# read-only copy; VF an open VectorFile (dimension 4, holding "a"); RO a
-# read-only VectorFile.
+# V vector_file, F fileset; T a fresh temp folder; M (100, 8) and Q (2, 8)
+# float32; M_ro a read-only copy; VF an open VectorFile (dimension 4, holding
+# "a", written since its last checkpoint); RO a read-only VectorFile (holding
+# "a"). Helpers: damaged(name, file, how) makes a file set holding "a" and
+# damages one file ("truncate", "zero", "garbage", "delete", "directory");
+# expect(E, fn, ...) asserts fn raises E; in_child(fn) asserts fn raises
+# StoreClosedError in a forked child; child_closes(vf) closes vf in a forked
+# child and asserts the parent's file set did not change.
 CASES = r"""
 K.topk(M, Q, 3, "dot")
 K.topk(M.astype(np.float64), Q, 3, "dot")
@@ -159,35 +171,16 @@ f = MF.MappedFile(T + "/g24", create=True, size=100); f.close(); g = MF.MappedFi
 f = MF.MappedFile(T + "/g25", create=True, size=8192); os.truncate(T + "/g25", 10); f.pread(4096, 100)
 f = MF.MappedFile(T + "/g26", create=True, size=8192); os.truncate(T + "/g26", 10); f.grow(16384); bytes(memoryview(f)[5000:5010])
 f = MF.MappedFile(T + "/g27", create=True, size=8192); f.sync(); f.flush(); f.advise("sequential"); f.advise("random"); f.advise("normal")
-I.IdIndex(-1)
-I.IdIndex(0)
-I.IdIndex(1 << 62)
-I.IdIndex(1 << 70)
-I.IdIndex(8, hash_mask=-1)
-I.IdIndex(8, hash_mask=1 << 64)
-I.IdIndex(8, hash_mask=0).insert("a", 1)
-ix = I.IdIndex(8, hash_mask=0); [ix.insert(f"k{i}", i) for i in range(100)]; ix.get("k5")
-I.IdIndex(8).insert(5, 1)
-I.IdIndex(8).insert(None, 1)
-I.IdIndex(8).insert("a", -1)
-I.IdIndex(8).insert("a", 1 << 40)
-I.IdIndex(8).insert("a", None)
-I.IdIndex(8).insert("", 1)
-I.IdIndex(8).insert("x" * 1025, 1)
-I.IdIndex(8).insert("é" * 513, 1)
-I.IdIndex(8).insert("\ud800", 1)
-I.IdIndex(8).insert("a\0b", 1)
-I.IdIndex(8).insert(b"a", 1)
-I.IdIndex(8).get("\ud800")
-I.IdIndex(8).get(3)
-I.IdIndex(8).delete("\ud800")
-I.IdIndex(8).delete(None)
-I.IdIndex(8).lookup(["a", 3, None, "\ud800"])
-I.IdIndex(8).lookup(None)
-I.IdIndex(8).lookup("abc")
-I.IdIndex(8).lookup(["x" * 5000])
-3 in I.IdIndex(8)
-"\ud800" in I.IdIndex(8)
+I.scan_ids(None)
+I.scan_ids(("a", "b"))
+I.scan_ids("abc")
+I.scan_ids(["a", 3, None])
+I.scan_ids(["a", "a", "a"])
+I.scan_ids(["\ud800", "é", ""])
+I.scan_ids(["abc"], -5)
+I.scan_ids(["abc"], 1 << 70)
+I.scan_ids(["x" * 5000] * 3, 1 << 62)
+I.scan_ids([str(i) for i in range(100000)] + ["7"])
 I.hash_id("\ud800")
 I.hash_id(None)
 I.hash_id(memoryview(b"abc"))
@@ -253,9 +246,6 @@ VF.get_batch(None)
 VF.get_batch("abc")
 VF.delete(5)
 VF.delete("\ud800")
-VF.slot_of("\ud800")
-VF.slot_of(5)
-VF.slots_of(["a", None])
 5 in VF
 "\ud800" in VF
 VF.search(np.ones((1, 4), np.float32), 0, "l2")
@@ -279,21 +269,145 @@ VF.close(); VF.put("a", np.ones(4, np.float32))
 VF.close(); VF.put_batch(["a"], np.ones((1, 4), np.float32))
 VF.close(); VF.delete("a")
 VF.close(); VF.ids()
-VF.close(); VF.vectors_view()
-VF.close(); VF.live_slots()
 VF.close(); VF.search(np.ones((1, 4), np.float32), 3, "l2")
 VF.close(); VF.verify()
 VF.close(); VF.compact_into(T + "/after-close")
 VF.close(); VF.checkpoint(); VF.flush()
 VF.close(); len(VF); "a" in VF; VF.recovery_report
-VF.close(); VF.get_batch(["a"]); VF.slots_of(["a"]); VF.slot_of("a")
-v = VF.vectors_view(); VF.put_batch([f"n{i}" for i in range(5000)], np.ones((5000, 4), np.float32)); VF.close(); float(v.sum())
+VF.close(); VF.get_batch(["a"])
+V.VectorFile.create(T + "/v12", 4, first_generation=0)
+V.VectorFile.create(T + "/v13", 4, first_generation=-1)
+V.VectorFile.create(T + "/v14", 4, first_generation=1 << 62)
+V.VectorFile.create(T + "/v15", 4, first_generation=(1 << 62) - 1)
+V.VectorFile.create(T + "/v16", 4, first_generation=None)
+V.VectorFile.create(T + "/vf", 4)
+V.VectorFile.create(T + "/vf-existing-file", 4)
+V.VectorFile.open(T + "/nothing", read_only=True)
+V.VectorFile.open(T, read_only=True)
+V.VectorFile.open(T + "/vf-existing-file", read_only=True)
+V.VectorFile.open(None, read_only=True)
+V.VectorFile.open(T + "/\0", read_only=True)
+V.VectorFile.open(T + "/ro", read_only=None).get("a")
+V.VectorFile.open(T + "/ro", read_only=True, hash_mask=-1)
+V.VectorFile.open(T + "/ro", read_only=True, hash_mask=1 << 64)
+V.VectorFile.open(T + "/ro", read_only=True, hash_mask=3).get("a")
+V.VectorFile.open(T + "/ro", read_only=True, check_reads=False).get("a")
+V.VectorFile.open(damaged("d0", "vectors.jvdb", "truncate"), read_only=True)
+V.VectorFile.open(damaged("d1", "vectors.jvdb", "zero"), read_only=True)
+V.VectorFile.open(damaged("d2", "vectors.jvdb", "garbage"), read_only=True)
+V.VectorFile.open(damaged("d3", "slots.jvsl", "truncate"), read_only=True)
+V.VectorFile.open(damaged("d4", "index.jvix", "zero"), read_only=True)
+V.VectorFile.open(damaged("d5", "index.jvix", "truncate"), read_only=True)
+V.VectorFile.open(damaged("d6", "ids.jvid", "truncate"), read_only=True)
+V.VectorFile.open(damaged("d7", "ids.jvid", "delete"), read_only=True)
+V.VectorFile.open(damaged("d8", "readers.jvrd", "delete"), read_only=True).get("a")
+V.VectorFile.open(damaged("d9", "readers.jvrd", "garbage"), read_only=True).get("a")
+V.VectorFile.open(damaged("d10", "readers.jvrd", "truncate"), read_only=True).get("a")
+V.VectorFile.open(damaged("d11", "index.jvix", "garbage"), read_only=True).get("a")
+V.VectorFile.open(damaged("d12", "slots.jvsl", "zero"), read_only=True).search(np.ones((1, 4), np.float32), 3, "l2")
+V.VectorFile.open(damaged("d13", "vectors.jvdb", "zero")).get("a")
+V.VectorFile.open(damaged("d14", "index.jvix", "delete"))
+V.VectorFile.open(damaged("d15", "readers.jvrd", "directory"), read_only=True)
+V.VectorFile.open(damaged("d16", "readers.jvrd", "directory"))
+V.VectorFile.open(damaged("d17", "slots.jvsl", "directory"), read_only=True)
+V.VectorFile.open(damaged("d18", "ids.jvid", "directory"))
+W2 = V.VectorFile.open(T + "/vf"); W2.put("b", np.ones(4, np.float32)); W2.close(); VF.put("c", np.ones(4, np.float32)); VF.checkpoint(); VF.close(); V.VectorFile.open(T + "/vf").verify()
+VF.reserve(None)
+VF.reserve(5)
+VF.reserve([5])
+VF.reserve(["a", None])
+VF.reserve([""])
+VF.reserve(["\ud800"])
+VF.reserve(["x" * 1025])
+VF.reserve([b"a"])
+VF.reserve("abc")
+VF.reserve(iter(["a", "b"]))
+VF.reserve([])
+VF.reserve(["a"] * 100000)
+VF.reserve([f"r{i}" for i in range(100000)]); VF.put_batch([f"r{i}" for i in range(100000)], np.ones((100000, 4), np.float32)); VF.verify()
+RO.reserve(["a"])
+VF.close(); VF.reserve(["a"])
+VF.close(); VF.capacity
+VF.close(); VF.high_water
+VF.close(); VF.generation
+VF.close(); VF.update("a", np.ones(4, np.float32))
+VF.close(); repr(VF); VF.closed; VF.read_only; VF.failed; VF.dimension
+RO.close(); RO.get("a")
+RO.close(); RO.get_batch(["a"])
+RO.close(); RO.ids()
+RO.close(); len(RO)
+RO.close(); RO.search(np.ones((1, 4), np.float32), 3, "l2")
+RO.close(); RO.verify()
+RO.close(); RO.generation
+RO.close(); RO.close(); RO.flush(); RO.checkpoint()
+RO.capacity; RO.high_water; RO.generation; RO.read_only; RO.recovery_report
+F.mark_moved(None)
+F.mark_moved(5)
+F.mark_moved("")
+F.mark_moved(T + "/nothing")
+F.mark_moved(T)
+F.mark_moved(T + "/vf-existing-file")
+F.mark_moved(T + "/\0")
+F.mark_moved(T + "/\udc80")
+F.mark_moved(b"/nonexistent-jadevec-path")
+F.mark_moved(damaged("m0", "vectors.jvdb", "truncate"))
+F.mark_moved(damaged("m1", "vectors.jvdb", "zero"))
+F.mark_moved(damaged("m2", "vectors.jvdb", "directory"))
+F.mark_moved(damaged("m3", "vectors.jvdb", "garbage"))
+F.mark_moved(T + "/ro"); F.mark_moved(T + "/ro"); expect(V.FileSetMoved, RO.get, "a")
+F.mark_moved(T + "/ro"); expect(V.FileSetMoved, RO.search, np.ones((1, 4), np.float32), 3, "l2")
+F.mark_moved(T + "/ro"); expect(V.FileSetMoved, V.VectorFile.open, T + "/ro", read_only=True)
+F.mark_moved(T + "/ro"); V.VectorFile.open(T + "/ro")
+F.mark_moved(T + "/vf"); VF.put("b", np.ones(4, np.float32)); VF.checkpoint(); VF.get("a"); VF.close(); V.VectorFile.open(T + "/vf", read_only=True).get("a")
+F.swap_folders(T + "/nothing", T + "/vf", T + "/old")
+F.swap_folders(T + "/ro", T + "/nothing", T + "/old")
+F.swap_folders(T + "/nothing", T + "/nothing2", T + "/old")
+F.swap_folders(None, T + "/ro", T + "/old")
+F.swap_folders(T + "/ro", None, T + "/old")
+F.swap_folders(T + "/ro", T + "/ro", T + "/old")
+F.swap_folders(T + "/ro", T + "/ro/vectors.jvdb", T + "/old")
+F.swap_folders(T + "/ro", T, T + "/old")
+F.swap_folders(T + "/\0", T + "/ro", T + "/old")
+F.swap_folders(T + "/vf-existing-file", T + "/ro", T + "/old"); RO.get("a")
+F.swap_folders(T + "/vf", T + "/ro", T + "/old"); RO.get("a"); VF.put("z", np.ones(4, np.float32)); VF.checkpoint()
+VF.compact_into(T + "/ro")
+VF.compact_into(T + "/vf")
+VF.compact_into(T + "/vf/vectors.jvdb")
+VF.compact_into(T + "/deeper/still/c"); VF.close(); V.VectorFile.open(T + "/deeper/still/c").get("a")
+VF.compact_into("/proc/jadevec-compact")
+VF.compact_into(T + "/\0")
+VF.compact_into(5)
+RO.compact_into(T + "/ro-c2"); RO.get("a")
+VF.compact_into(T + "/c1"); VF.compact_into(T + "/c2")
+VF.compact_into(T + "/c3"); VF.put("a", np.ones(4, np.float32))
+in_child(lambda: VF.get("a"))
+in_child(lambda: VF.put("a", np.ones(4, np.float32)))
+in_child(lambda: VF.put_batch(["a"], np.ones((1, 4), np.float32)))
+in_child(lambda: VF.reserve(["a"]))
+in_child(lambda: VF.delete("a"))
+in_child(lambda: VF.get_batch(["a"]))
+in_child(lambda: VF.ids())
+in_child(lambda: len(VF))
+in_child(lambda: VF.search(np.ones((1, 4), np.float32), 3, "l2"))
+in_child(lambda: VF.verify())
+in_child(lambda: VF.checkpoint())
+in_child(lambda: VF.flush())
+in_child(lambda: VF.compact_into(T + "/child-c"))
+in_child(lambda: VF.capacity)
+in_child(lambda: RO.get("a"))
+in_child(lambda: RO.search(np.ones((1, 4), np.float32), 3, "l2"))
+in_child(lambda: RO.ids())
+in_child(lambda: RO.generation)
+child_closes(VF)
+child_closes(RO)
+VF.close(); in_child(lambda: VF.get("a"))
 RO.put("a", np.ones(4, np.float32))
 RO.put_batch(["a"], np.ones((1, 4), np.float32))
 RO.delete("a")
 RO.update("a", np.ones(4, np.float32))
 RO.compact_into(T + "/ro-c")
 RO.checkpoint(); RO.flush(); RO.verify(); RO.get("a"); RO.search(np.ones((1, 4), np.float32), 2, "l2")
+RO.put_batch(["b"], np.ones((1, 4), np.float32))
 V.crc32c(None)
 V.crc32c(b"abc", -1)
 V.crc32c(b"abc", 1 << 40)
@@ -306,12 +420,10 @@ V.VectorFile.__new__(V.VectorFile).close()
 V.VectorFile.__new__(V.VectorFile).ids()
 V.VectorFile.__new__(V.VectorFile).search(np.ones((1, 4), np.float32), 1, "l2")
 V.VectorFile.__new__(V.VectorFile).verify()
-V.VectorFile.__new__(V.VectorFile).vectors_view()
 len(V.VectorFile.__new__(V.VectorFile))
 MF.MappedFile.__new__(MF.MappedFile).pread(0, 1)
 memoryview(MF.MappedFile.__new__(MF.MappedFile))
 MF.MappedFile.__new__(MF.MappedFile).grow(100)
-I.IdIndex.__new__(I.IdIndex).get("a")
 A.AlignedBuffer.__new__(A.AlignedBuffer).nbytes
 memoryview(A.AlignedBuffer.__new__(A.AlignedBuffer))
 MF.MappedFile()
@@ -320,6 +432,13 @@ V.VectorFile().put("a", np.ones(0, np.float32))
 V.VectorFile().checkpoint()
 "a" in V.VectorFile()
 V.VectorFile().get_batch(["a"])
+V.VectorFile().reserve(["a"])
+V.VectorFile().capacity
+V.VectorFile().generation
+V.VectorFile().compact_into(T + "/bare-c")
+F.crc32c(None)
+F.crc32c(b"abc", -1)
+F.crc32c(memoryview(b"abcd")[::2])
 """.strip().splitlines()
 
 # What a misuse may raise besides a JadevecError: the builtins a Python user
@@ -333,11 +452,71 @@ WORKER = textwrap.dedent("""
     faulthandler.enable()
     import numpy as np
     import jadevec._core.aligned as A
+    import jadevec._core.fileset as F
     import jadevec._core.id_index as I
     import jadevec._core.kernels as K
     import jadevec._core.mapped_file as MF
     import jadevec._core.vector_file as V
-    from jadevec.errors import JadevecError
+    from jadevec.errors import JadevecError, StoreClosedError
+
+    def damaged(name, file, how):
+        path = os.path.join(T, name)
+        with V.VectorFile.create(path, 4) as vf:
+            vf.put("a", np.ones(4, np.float32))
+        target = os.path.join(path, file)
+        data = open(target, "rb").read()
+        if how == "truncate":
+            data = data[:len(data) // 2 - 1]
+        elif how == "zero":
+            data = bytes(min(len(data), 8192)) + data[8192:]
+        elif how == "garbage":
+            data = bytes((i * 151 + 7) % 256 for i in range(min(len(data), 8192))) + data[8192:]
+        os.unlink(target)
+        if how == "directory":
+            os.mkdir(target)
+        elif how != "delete":
+            open(target, "wb").write(data)
+        return path
+
+    def expect(exc_type, fn, *a, **kw):
+        try:
+            fn(*a, **kw)
+        except exc_type:
+            return
+        raise AssertionError(f"{fn} did not raise {exc_type.__name__}")
+
+    def in_child(fn):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                fn()
+                code = 3
+            except StoreClosedError:
+                code = 0
+            except BaseException:
+                code = 4
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if status:
+            raise AssertionError(f"the child's call did not raise StoreClosedError "
+                                 f"(wait status {status})")
+
+    def child_closes(vf):
+        before = [open(os.path.join(vf.path, n), "rb").read() for n in F.FILE_NAMES[:4]]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                vf.close()
+                code = 0
+            except BaseException:
+                code = 4
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        after = [open(os.path.join(vf.path, n), "rb").read() for n in F.FILE_NAMES[:4]]
+        if status or before != after or vf.closed or vf.get("a") is None:
+            raise AssertionError(f"a child's close changed the parent's file set "
+                                 f"(wait status {status})")
+
     cases = json.loads(sys.stdin.read())
     for n in range(int(sys.argv[1]), len(cases)):
         T = tempfile.mkdtemp()
@@ -349,7 +528,8 @@ WORKER = textwrap.dedent("""
         VF = V.VectorFile.create(T + "/vf", 4)
         VF.put("a", np.ones(4, np.float32))
         open(T + "/vf-existing-file", "w").close()
-        V.VectorFile.create(T + "/ro", 4).close()
+        with V.VectorFile.create(T + "/ro", 4) as ro:
+            ro.put("a", np.ones(4, np.float32))
         RO = V.VectorFile.open(T + "/ro", read_only=True)
         print(json.dumps({"start": n}), flush=True)
         try:
@@ -359,8 +539,11 @@ WORKER = textwrap.dedent("""
             res = "jadevec"
         except Exception as e:
             res = type(e).__name__ + ": " + str(e)[:200]
-        VF.close()
-        RO.close()
+        for vf in (VF, RO):
+            try:
+                vf.close()
+            except Exception:
+                pass  # a case may have damaged or moved it
         shutil.rmtree(T, ignore_errors=True)
         print(json.dumps({"done": n, "res": res}), flush=True)
 """)

@@ -31,6 +31,10 @@ int jv_fail(jv_status *st, int code, int file, const char *what, uint64_t where)
 
 int jv_fail_os(jv_status *st, int err, int file, const char *what)
 {
+    if (err == JV_ENOTREG)
+        return jv_fail(st, JV_ST_CORRUPT, file,
+                       "not a regular file: a directory, FIFO or device is in its place",
+                       JV_NO_POSITION);
     jv_fail(st, JV_ST_OS, file, what, 0);
     st->err = err;
     return -1;
@@ -333,7 +337,8 @@ int jv_fs_load_map(jv_fileset *fs, const jv_mfile *index, const jv_commit *c, ui
     uint64_t bytes = tp * sizeof(uint32_t);
     uint64_t off = c->index_offset;
     uint64_t npages = index->size / JV_PAGE;
-    if (off % JV_PAGE || off < JV_PAGE || off > index->size || index->size - off < bytes)
+    /* Whole pages only: the map's pages are marked in seen[npages] below. */
+    if (off % JV_PAGE || off < JV_PAGE || off > npages * JV_PAGE || npages * JV_PAGE - off < bytes)
         return jv_fail(st, JV_ST_CORRUPT, JV_FILE_INDEX,
                        "page map outside the file (commit field index_offset)", off);
     uint32_t *map = malloc(bytes ? bytes : 1);
@@ -879,7 +884,8 @@ static int snap_build(jv_fileset *fs, const jv_commit *c, jv_snapshot **out, jv_
         c->capacity > JV_MAX_SLOTS || c->table_size < JV_MIN_TABLE ||
         c->table_size > JV_MAX_TABLE || (c->table_size & (c->table_size - 1)) ||
         c->vector_count + c->tombstones > c->table_size || c->ids_end < JV_FILE_HEADER ||
-        c->ids_end % JV_ID_ALIGN)
+        c->ids_end % JV_ID_ALIGN || c->generation >= JV_MAX_COUNTER ||
+        c->next_sequence >= JV_MAX_COUNTER)
         return jv_fail(st, JV_ST_CORRUPT, JV_FILE_VEC,
                        "commit record fields out of range (generation)", c->generation);
     const uint64_t want[] = {

@@ -49,8 +49,9 @@ typedef struct jv_status {
     int err;
     int file;           /* JV_FILE_* */
     const char *what;
-    uint64_t where;
+    uint64_t where;     /* JV_NO_POSITION when no field or offset applies */
 } jv_status;
+#define JV_NO_POSITION UINT64_MAX
 
 /* A reader's view of one commit. Its mappings are retained, so a call that
  * holds the snapshot reads valid memory whatever happens meanwhile. */

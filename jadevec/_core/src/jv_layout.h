@@ -34,6 +34,11 @@
 #define JV_PAGE_ENTRIES_SHIFT 7
 #define JV_MIN_TABLE 128u
 #define JV_MAX_TABLE (1ull << 40)
+/* Generations and write sequences stay below this, so `+ 1` (or a
+ * compaction's `+ 2`) never wraps and every value fits a signed 64-bit
+ * integer (SQLite's). At a billion commits a second it is 146 years away:
+ * a larger value on disk is damage. */
+#define JV_MAX_COUNTER (1ull << 62)
 /* Slots are u32 and 0xFFFFFFFF is never one. */
 #define JV_MAX_SLOTS 0xFFFFFFFEull
 

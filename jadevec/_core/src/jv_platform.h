@@ -35,6 +35,10 @@ typedef struct jv_map {
 
 size_t jv_page_size(void);
 
+/* Returned (in place of an errno value) for a path that is not a regular
+ * file: a directory, FIFO or device where a file of the set belongs. */
+#define JV_ENOTREG 0x10000
+/* Open a regular file, never blocking (a FIFO would block open(2)). */
 int jv_open(const char *path, int create, int read_only, int *fd);
 int jv_close(int fd);
 int jv_file_size(int fd, uint64_t *size);

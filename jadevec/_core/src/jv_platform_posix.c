@@ -34,7 +34,7 @@ static size_t round_page(size_t n)
 
 int jv_open(const char *path, int create, int read_only, int *fd)
 {
-    int flags = O_CLOEXEC | (read_only ? O_RDONLY : O_RDWR);
+    int flags = O_CLOEXEC | O_NONBLOCK | (read_only ? O_RDONLY : O_RDWR);
     if (create)
         flags |= O_CREAT | O_EXCL;
     int f;
@@ -42,7 +42,22 @@ int jv_open(const char *path, int create, int read_only, int *fd)
         f = open(path, flags, 0644);
     } while (f < 0 && errno == EINTR);
     if (f < 0)
-        return errno;
+        return errno == EISDIR ? JV_ENOTREG : errno;
+    struct stat st;
+    if (fstat(f, &st) != 0) {
+        int rc = errno;
+        close(f);
+        return rc;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(f);
+        return JV_ENOTREG;
+    }
+    /* O_NONBLOCK has no effect on regular files; clear it anyway so nothing
+     * later depends on it. */
+    int fl = fcntl(f, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(f, F_SETFL, fl & ~O_NONBLOCK);
     *fd = f;
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "jv_platform.h"
@@ -36,13 +37,24 @@ int jv_readers_open(jv_readers *r, const char *path, uint64_t set_id, int claim)
         return ENOMEM;
     r->mu_ready = 1;
     do {
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         rc = errno;
         /* A read-only file system: no writer can be running, so a reader
          * needs no registration. */
-        return claim && rc == EROFS ? 0 : rc;
+        return claim && rc == EROFS ? 0 : rc == EISDIR ? JV_ENOTREG : rc;
+    }
+    /* O_NONBLOCK above so a FIFO in the file's place cannot hang the open. */
+    struct stat stat_buf;
+    if (fstat(fd, &stat_buf) != 0) {
+        rc = errno;
+        close(fd);
+        return rc;
+    }
+    if (!S_ISREG(stat_buf.st_mode)) {
+        close(fd);
+        return JV_ENOTREG;
     }
     if ((rc = jv_file_size(fd, &size)) != 0 ||
         (size < TABLE_BYTES && (rc = jv_allocate(fd, 0, TABLE_BYTES)) != 0)) {
