@@ -19,6 +19,7 @@ cdef extern from "jv_platform.h" nogil:
         JV_ADV_DONTNEED
 
     const int JV_ENOTREG
+    const int JV_CWD
 
     size_t jv_page_size()
     int jv_pread(int fd, void *buf, size_t len, uint64_t offset, size_t *got)
@@ -48,8 +49,8 @@ cdef extern from "jv_mfile.h" nogil:
 
     int JV_ESHORT
     void jv_mfile_init(jv_mfile *f)
-    int jv_mfile_open(jv_mfile *f, const char *path, int create, int writable, uint64_t size,
-                      uint64_t reserve)
+    int jv_mfile_open(jv_mfile *f, int dir, const char *path, int create, int writable,
+                      uint64_t size, uint64_t reserve)
     int jv_mfile_grow(jv_mfile *f, uint64_t size)
     int jv_mfile_sync(jv_mfile *f, uint64_t offset, uint64_t length, int async_)
     int jv_mfile_stat(const jv_mfile *f, uint64_t *size)

@@ -138,8 +138,8 @@ cdef class MappedFile:
         if jv_rwlock_init(&self.maplock) != 0:
             raise MemoryError("cannot create the mapping lock")
         self.lock_ready = True
-        cdef int rc = jv_mfile_open(&self.f, self.path_bytes, create, not read_only, size,
-                                    reserve)
+        cdef int rc = jv_mfile_open(&self.f, JV_CWD, self.path_bytes, create, not read_only,
+                                    size, reserve)
         if rc:
             raise_os_error(rc, "create" if create else "open", self.path)
 

@@ -300,15 +300,15 @@ cdef class VectorFile:
             file and the field.
         UnsupportedVersionError
             The files were written by a newer format version.
+        FileSetMoved
+            The set was replaced by compaction or removed while it was being
+            opened (every file is opened through one descriptor of the
+            folder, so they all come from one set): open the folder again.
         """
         cdef VectorFile self = VectorFile.__new__(VectorFile)
         self.path = os.path.abspath(os.fsdecode(os.fspath(path)))
         if not os.path.isdir(self.path):
             raise FileNotFoundError(2, "no vector file set here", self.path)
-        for name in FILE_NAMES[:4]:
-            if not os.path.exists(os.path.join(self.path, name)):
-                raise CorruptionError(
-                    f"{os.path.join(self.path, name)}: file is missing from the file set")
         self.fs = new_fileset()
         self.fs.hash_mask = hash_mask
         self.fs.check_reads = check_reads

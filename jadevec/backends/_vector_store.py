@@ -52,6 +52,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -76,6 +77,11 @@ T = TypeVar("T")
 _COMPACT = ".{}.compact"
 _OLD = ".{}.old"
 _CREATING = ".{}.creating"
+_DELETING = ".{}.deleting"
+# A reader opening a folder that compaction keeps swapping gives up after this
+# many tries (each swap takes a whole compaction, so it is never reached in
+# practice; the bound only stops a livelock).
+_OPEN_TRIES = 100
 
 OPENING, OPEN, CLOSING = "opening", "open", "closing"
 
@@ -276,23 +282,37 @@ class MemoryMappedVectorStore:
         folder = self._folder(key)
         if not self.read_only:
             self._finish_leftovers(key)
-        try:
-            vf = VectorFile.open(folder, read_only=self.read_only)
-        except FileNotFoundError:
-            raise DatabaseNotFoundError(
-                f"no vector file set for {key!r} in {self.root!r} (the database was "
-                f"deleted)") from None
+        for tries in itertools.count(1):
+            try:
+                vf = VectorFile.open(folder, read_only=self.read_only)
+                break
+            except FileNotFoundError:
+                if self.read_only and tries < _OPEN_TRIES and self._swapping(key):
+                    time.sleep(0.001)  # a swap by two renames, half done
+                    continue
+                raise DatabaseNotFoundError(
+                    f"no vector file set for {key!r} in {self.root!r} (the database was "
+                    f"deleted)") from None
+            except FileSetMoved:
+                # A reader opened the set compaction or deletion was replacing.
+                if not self.read_only or tries >= _OPEN_TRIES:
+                    raise
         report = vf.recovery_report
         if report is not None and self._on_recovery is not None:
             self._on_recovery(key, report)
         return vf
 
+    def _swapping(self, key: str) -> bool:
+        """Whether a compaction's swap by two renames may be between them."""
+        return any(os.path.isdir(os.path.join(self.root, name.format(key)))
+                   for name in (_COMPACT, _OLD))
+
     def _finish_leftovers(self, key: str) -> None:
         """Complete or undo what a crash left of a compaction or creation (see the format doc)."""
         folder = os.path.join(self.root, key)
         leftovers = [os.path.join(self.root, name.format(key))
-                     for name in (_COMPACT, _OLD, _CREATING)]
-        compact, old, creating = leftovers
+                     for name in (_COMPACT, _OLD, _CREATING, _DELETING)]
+        compact, old, creating, _ = leftovers
         changed = False
         if not os.path.isdir(folder):
             # A swap by two renames stopped between them: the new set (complete
@@ -448,17 +468,27 @@ class MemoryMappedVectorStore:
     def delete_database_vectors(self, database_id: str, reason: str = "") -> None:
         """Close the file set (waiting for its users) and remove its folder and leftovers.
 
-        Readers in other processes learn of it at their next call (the set is
-        marked moved before it is removed).
+        Readers in other processes learn of it at their next call: the folder
+        is first renamed aside (an open finds it whole or not at all), then
+        marked moved (a reader holding it reopens and finds it gone), then
+        removed.
         """
         folder = self._folder(database_id)
+        deleting = os.path.join(self.root, _DELETING.format(database_id))
         self.retire(database_id, reason or f"database folder {database_id!r} was deleted")
-        mark_moved(folder)
+        if os.path.isdir(folder) and not os.path.islink(folder):
+            if os.path.lexists(deleting):
+                shutil.rmtree(deleting)  # an earlier deletion cut short
+            os.rename(folder, deleting)
+        crash_point("delete:renamed")
+        mark_moved(deleting)
         crash_point("delete:marked")
-        for name in (database_id, _COMPACT.format(database_id), _OLD.format(database_id),
-                     _CREATING.format(database_id)):
+        for name in (database_id, _DELETING.format(database_id), _COMPACT.format(database_id),
+                     _OLD.format(database_id), _CREATING.format(database_id)):
             path = os.path.join(self.root, name)
-            if os.path.lexists(path):
+            if os.path.islink(path):
+                os.unlink(path)
+            elif os.path.lexists(path):
                 shutil.rmtree(path)
         _fsync_dir(self.root)
 

@@ -21,7 +21,7 @@ import jadevec
 
 CREATE = ["create:files", "create:synced", "create:renamed", "catalog:begun", "catalog:files",
           "catalog:committed"]
-DELETE = ["delete:begun", "delete:marked", "delete:files"]
+DELETE = ["delete:begun", "delete:renamed", "delete:marked", "delete:files"]
 COMPACT = ["compact:written", "compact:swapped"]
 
 CHILD = textwrap.dedent("""

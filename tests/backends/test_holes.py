@@ -202,3 +202,57 @@ def test_metadata_at_the_nesting_limit_survives_a_restart(tmp_path, backend):
         assert db.get_metadata("a") == deep
         db.update("a", [2, 3])  # keeps (reads back) the deep metadata
         assert db.get_metadata("a") == deep and store.verify().ok
+
+
+DELETER = """
+import sys, time
+import numpy as np
+import jadevec
+path, backend, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+rounds = 0
+with jadevec.open(path, backend=backend, flush_interval=0) as store:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        db = store.create_database("d", 4, metric="l2")
+        db.batch_store([f"k{i}" for i in range(20)], np.ones((20, 4)))
+        store.sync()
+        store.delete_database("d")
+        rounds += 1
+print(rounds)
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_reader_beside_deletions_sees_a_database_whole_or_not_found(tmp_path, backend):
+    """Deletion renames the folder aside before it marks and removes it: a reader
+    opening the files meanwhile gets the vectors or DatabaseNotFoundError, never
+    a missing-file CorruptionError or a folder left behind not empty."""
+    import subprocess
+    import sys
+
+    from jadevec.errors import DatabaseNotFoundError
+
+    with jadevec.open(tmp_path, backend=backend, flush_interval=0):
+        pass
+    writer = subprocess.Popen([sys.executable, "-c", DELETER, str(tmp_path), backend, "4"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = missing = 0
+    errors = []
+    try:
+        while writer.poll() is None:
+            try:
+                with jadevec.open(tmp_path, backend=backend, read_only=True) as reader:
+                    got = reader.get_database("d").retrieve("k3")
+                    assert got is None or got.tolist() == [1.0] * 4, got
+                    seen += got is not None
+            except DatabaseNotFoundError:
+                missing += 1
+            except Exception as exc:  # noqa: BLE001 - collected: the assertion names it
+                errors.append(repr(exc))
+    finally:
+        out, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0, err
+    assert not errors, (len(errors), errors[:3], seen, missing, out)
+    assert seen > 0 and missing > 0, (seen, missing, out)
+    leftovers = [p for p in os.listdir(tmp_path / "vectors") if p.startswith(".")]
+    assert not leftovers, leftovers

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from format_reader import FileSet  # the tests folder is on the path (tests/conftest.py)
 
-from jadevec._core.vector_file import VectorFile, crc32c
+from jadevec._core.vector_file import FileSetMoved, VectorFile, crc32c
 from jadevec.errors import (
     CorruptionError,
     DimensionMismatchError,
@@ -529,6 +529,53 @@ def test_missing_folder_and_file(tmp_path, closed_set):
     os.remove(closed_set / "ids.jvid")
     with pytest.raises(CorruptionError, match="ids.jvid"):
         VectorFile.open(closed_set)
+
+
+SWAPPER = textwrap.dedent("""
+    import os, shutil, sys, time
+    import numpy as np
+    from jadevec._core.vector_file import VectorFile, mark_moved, swap_folders
+    folder, seconds = sys.argv[1], float(sys.argv[2])
+    new, old = folder + ".new", folder + ".old"
+    ids = [f"k{i}" for i in range(50)]
+    rows = np.arange(200, dtype=np.float32).reshape(50, 4)
+    deadline, swaps = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        with VectorFile.create(new, 4, 64) as vf:  # a new set: a new set_id
+            vf.put_batch(ids, rows)
+        swap_folders(new, folder, old)
+        mark_moved(new)  # the old set, now at new
+        shutil.rmtree(new)
+        swaps += 1
+    print(swaps)
+""")
+
+
+def test_a_reader_opening_while_the_folder_is_swapped_sees_one_whole_set(tmp_path):
+    """Compaction swaps a new set in and removes the old one; an open racing it
+    must read one set whole (or be told to reopen), never mix the two."""
+    folder = tmp_path / "set"
+    with VectorFile.create(folder, 4, 64) as vf:
+        vf.put_batch([f"k{i}" for i in range(50)], np.arange(200, dtype=np.float32).reshape(50, 4))
+    swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, str(folder), "4"],
+                               stdout=subprocess.PIPE, text=True)
+    opened = moved = 0
+    errors = []
+    try:
+        while swapper.poll() is None:
+            try:
+                with VectorFile.open(folder, read_only=True) as vf:
+                    assert vf.get("k7").tolist() == [28.0, 29.0, 30.0, 31.0]
+                opened += 1
+            except FileSetMoved:
+                moved += 1  # the caller opens the folder again
+            except Exception as exc:  # noqa: BLE001 - collected: the assertion below names it
+                errors.append(repr(exc))
+    finally:
+        swaps = int(swapper.communicate(timeout=60)[0])
+    assert swapper.returncode == 0
+    assert swaps > 50 and opened > 50, (swaps, opened)
+    assert not errors, (len(errors), errors[:3], opened, moved, swaps)
 
 
 def test_read_only(closed_set):

@@ -94,6 +94,7 @@ jv_fileset *jv_fs_new(void)
         jv_mfile_init(&fs->f[i]);
     fs->readers.fd = -1;
     fs->readers.mine = -1;
+    fs->dir_fd = -1;
     fs->closed = 1;
     fs->check_reads = 1;
     fs->hash_mask = UINT64_MAX;
@@ -192,7 +193,7 @@ int jv_fs_create(jv_fileset *fs, const char *dir, uint32_t dimension, uint32_t c
         char *path = join(dir, NAMES[i]);
         if (!path)
             return jv_fail_os(st, ENOMEM, i, "create");
-        rc = jv_mfile_open(&fs->f[i], path, 1, 1, sizes[i], reserve_for(i, sizes[i]));
+        rc = jv_mfile_open(&fs->f[i], JV_CWD, path, 1, 1, sizes[i], reserve_for(i, sizes[i]));
         free(path);
         if (rc) {
             int which = i;
@@ -205,7 +206,7 @@ int jv_fs_create(jv_fileset *fs, const char *dir, uint32_t dimension, uint32_t c
     write_header(fs, JV_FILE_INDEX, JV_MAGIC_INDEX, 0, JV_PAGE);
     write_header(fs, JV_FILE_IDS, JV_MAGIC_IDS, 0, JV_ID_ALIGN);
     char *rpath = join(dir, NAMES[JV_FILE_READERS]);
-    rc = rpath ? jv_readers_open(&fs->readers, rpath, set_id, 0) : ENOMEM;
+    rc = rpath ? jv_readers_open(&fs->readers, JV_CWD, rpath, set_id, 0, 1) : ENOMEM;
     free(rpath);
     if (rc) {
         for (i = 0; i < JV_NFILES; i++)
@@ -249,29 +250,52 @@ int jv_fs_create(jv_fileset *fs, const char *dir, uint32_t dimension, uint32_t c
     return 0;
 }
 
+/* A file of the set at `dir` is missing: the set was removed or replaced
+ * while we opened it (the folder no longer has our folder's inode), or the
+ * file is really missing (damage). */
+static int missing_file(jv_fileset *fs, const char *dir, int which, jv_status *st)
+{
+    int moved = jv_dir_moved(fs->dir_fd, dir);
+    if (moved == 1)
+        return jv_fail(st, JV_ST_MOVED, which, NULL, 0);
+    if (moved)
+        return jv_fail_os(st, moved, which, "open");
+    return jv_fail(st, JV_ST_CORRUPT, which, "file is missing from the file set",
+                   JV_NO_POSITION);
+}
+
 int jv_fs_map_files(jv_fileset *fs, const char *dir, int read_only, jv_status *st)
 {
     int rc, i;
+    /* Every file is opened through one descriptor of the folder, so all of
+     * them come from one file set even if compaction swaps the folder while
+     * we open: the set we hold is then marked moved, and the caller reopens. */
+    rc = jv_open_dir(dir, &fs->dir_fd);
+    if (rc)
+        return jv_fail_os(st, rc, -1, "open the folder");
     for (i = 0; i < JV_NFILES; i++) {
-        char *path = join(dir, NAMES[i]);
         uint64_t size = 0;
-        if (!path)
-            return jv_fail_os(st, ENOMEM, i, "open");
-        rc = jv_mfile_open(&fs->f[i], path, 0, !read_only, 0, 0);
+        rc = jv_mfile_open(&fs->f[i], fs->dir_fd, NAMES[i], 0, !read_only, 0, 0);
         if (rc == 0) {
             size = fs->f[i].size;
             /* Reserve by the file's size (jv_mfile_open used the default). */
             if (reserve_for(i, size) > fs->f[i].map->reserved) {
                 jv_mfile_close(&fs->f[i]);
-                rc = jv_mfile_open(&fs->f[i], path, 0, !read_only, 0, reserve_for(i, size));
+                rc = jv_mfile_open(&fs->f[i], fs->dir_fd, NAMES[i], 0, !read_only, 0,
+                                   reserve_for(i, size));
             }
         }
-        free(path);
         if (rc) {
             int which = i;
             while (--i >= 0)
                 jv_mfile_close(&fs->f[i]);
-            return jv_fail_os(st, rc, which, "open");
+            if (rc == ENOENT)
+                missing_file(fs, dir, which, st);
+            else
+                jv_fail_os(st, rc, which, "open");
+            jv_close(fs->dir_fd);
+            fs->dir_fd = -1;
+            return -1;
         }
     }
     fs->read_only = read_only;
@@ -281,11 +305,21 @@ int jv_fs_map_files(jv_fileset *fs, const char *dir, int read_only, jv_status *s
 
 int jv_fs_open_readers(jv_fileset *fs, const char *dir, jv_status *st)
 {
-    char *path = join(dir, NAMES[JV_FILE_READERS]);
-    if (!path)
-        return jv_fail_os(st, ENOMEM, JV_FILE_READERS, "open");
-    int rc = jv_readers_open(&fs->readers, path, fs->set_id, fs->read_only);
-    free(path);
+    /* A reader does not create the table in a folder that is being removed
+     * (it would leave the folder not empty): missing means moved, or a set
+     * that lost it (then it is created, as a writer would). */
+    int rc = jv_readers_open(&fs->readers, fs->dir_fd, NAMES[JV_FILE_READERS], fs->set_id,
+                             fs->read_only, !fs->read_only);
+    if (rc == ENOENT) {
+        int moved = jv_dir_moved(fs->dir_fd, dir);
+        if (moved == 1)
+            return jv_fail(st, JV_ST_MOVED, JV_FILE_READERS, NULL, 0);
+        rc = moved ? moved
+                   : jv_readers_open(&fs->readers, fs->dir_fd, NAMES[JV_FILE_READERS],
+                                     fs->set_id, fs->read_only, 1);
+    }
+    jv_close(fs->dir_fd);  /* every file is open now */
+    fs->dir_fd = -1;
     if (rc == EBUSY)
         return jv_fail(st, JV_ST_BUSY, JV_FILE_READERS, "every reader slot is held", 0);
     if (rc)
@@ -301,6 +335,10 @@ int jv_fs_close(jv_fileset *fs, int inherited, jv_status *st)
     if (!inherited && !fs->read_only && fs->dirty && !fs->failed)
         rc = jv_fs_checkpoint(fs, JV_STATE_CLEAN, st);
     fs->closed = 1;
+    if (fs->dir_fd >= 0) {  /* an open that failed half way */
+        jv_close(fs->dir_fd);
+        fs->dir_fd = -1;
+    }
     for (int i = 0; i < JV_NFILES; i++)
         jv_mfile_close(&fs->f[i]);
     jv_readers_close(&fs->readers, inherited);

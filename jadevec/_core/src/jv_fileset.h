@@ -80,6 +80,7 @@ typedef struct jv_view {
 typedef struct jv_fileset {
     jv_mfile f[JV_NFILES];
     jv_readers readers;
+    int dir_fd;                 /* the folder, while opening; -1 otherwise */
     jv_rwlock lock;
     int lock_ready;
     pthread_mutex_t snap_lock;

@@ -2,6 +2,7 @@
 #include "jv_mfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #define DEFAULT_RESERVE (4ull << 30)
@@ -15,13 +16,13 @@ void jv_mfile_init(jv_mfile *f)
     f->writable = 0;
 }
 
-int jv_mfile_open(jv_mfile *f, const char *path, int create, int writable, uint64_t size,
-                  uint64_t reserve)
+int jv_mfile_open(jv_mfile *f, int dir, const char *path, int create, int writable,
+                  uint64_t size, uint64_t reserve)
 {
     int fd = -1, rc;
     uint64_t actual = 0;
     jv_mfile_init(f);
-    rc = jv_open(path, create, !writable, &fd);
+    rc = jv_open(dir, path, create, !writable, &fd);
     if (rc)
         return rc;
     if (create && (rc = jv_allocate(fd, 0, size)) != 0)
@@ -40,7 +41,7 @@ int jv_mfile_open(jv_mfile *f, const char *path, int create, int writable, uint6
 fail:
     jv_close(fd);
     if (create)
-        unlink(path);
+        unlinkat(dir == JV_CWD ? AT_FDCWD : dir, path, 0);
     return rc;
 }
 

@@ -25,9 +25,10 @@ typedef struct jv_mfile {
 
 void jv_mfile_init(jv_mfile *f);
 /* Open (or create, with `size` bytes allocated: the file must not exist) and
- * map the whole file. `reserve` 0 means max(4 GiB, 4 x size). */
-int jv_mfile_open(jv_mfile *f, const char *path, int create, int writable, uint64_t size,
-                  uint64_t reserve);
+ * map the whole file; `path` is relative to the folder open at `dir` (or
+ * JV_CWD). `reserve` 0 means max(4 GiB, 4 x size). */
+int jv_mfile_open(jv_mfile *f, int dir, const char *path, int create, int writable,
+                  uint64_t size, uint64_t reserve);
 /* Writer: grow the file to `size` bytes (allocate, then map); nothing changes
  * on an error. A smaller size does nothing. */
 int jv_mfile_grow(jv_mfile *f, uint64_t size);

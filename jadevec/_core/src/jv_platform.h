@@ -38,8 +38,17 @@ size_t jv_page_size(void);
 /* Returned (in place of an errno value) for a path that is not a regular
  * file: a directory, FIFO or device where a file of the set belongs. */
 #define JV_ENOTREG 0x10000
-/* Open a regular file, never blocking (a FIFO would block open(2)). */
-int jv_open(const char *path, int create, int read_only, int *fd);
+/* `dir` argument meaning "relative to the working directory". */
+#define JV_CWD (-1)
+/* Open a regular file `path` relative to the folder open at `dir` (or JV_CWD),
+ * never blocking (a FIFO would block open(2)). */
+int jv_open(int dir, const char *path, int create, int read_only, int *fd);
+/* Open a folder, for opening the files in it with jv_open: the files then all
+ * come from that folder even if it is renamed meanwhile. */
+int jv_open_dir(const char *path, int *fd);
+/* Whether `path` still names the folder open at `fd` (0: yes, 1: no, or an
+ * errno other than ENOENT/ENOTDIR). */
+int jv_dir_moved(int fd, const char *path);
 int jv_close(int fd);
 int jv_file_size(int fd, uint64_t *size);
 /* Allocate blocks for [offset, offset+len) so a later store cannot SIGBUS;

@@ -32,14 +32,14 @@ static size_t round_page(size_t n)
     return (n + p - 1) / p * p;
 }
 
-int jv_open(const char *path, int create, int read_only, int *fd)
+int jv_open(int dir, const char *path, int create, int read_only, int *fd)
 {
     int flags = O_CLOEXEC | O_NONBLOCK | (read_only ? O_RDONLY : O_RDWR);
     if (create)
         flags |= O_CREAT | O_EXCL;
     int f;
     do {
-        f = open(path, flags, 0644);
+        f = openat(dir == JV_CWD ? AT_FDCWD : dir, path, flags, 0644);
     } while (f < 0 && errno == EINTR);
     if (f < 0)
         return errno == EISDIR ? JV_ENOTREG : errno;
@@ -60,6 +60,28 @@ int jv_open(const char *path, int create, int read_only, int *fd)
         (void)fcntl(f, F_SETFL, fl & ~O_NONBLOCK);
     *fd = f;
     return 0;
+}
+
+int jv_open_dir(const char *path, int *fd)
+{
+    int f;
+    do {
+        f = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } while (f < 0 && errno == EINTR);
+    if (f < 0)
+        return errno;
+    *fd = f;
+    return 0;
+}
+
+int jv_dir_moved(int fd, const char *path)
+{
+    struct stat held, now;
+    if (fstat(fd, &held) != 0)
+        return errno;
+    if (stat(path, &now) != 0)
+        return errno == ENOENT || errno == ENOTDIR ? 1 : errno;
+    return held.st_dev != now.st_dev || held.st_ino != now.st_ino;
 }
 
 int jv_close(int fd)

@@ -26,7 +26,8 @@ static int header_ok(const jv_file_header *h, uint64_t set_id)
            jv_header_crc_ok(h);
 }
 
-int jv_readers_open(jv_readers *r, const char *path, uint64_t set_id, int claim)
+int jv_readers_open(jv_readers *r, int dir, const char *path, uint64_t set_id, int claim,
+                    int create)
 {
     int fd, rc;
     uint64_t size = 0;
@@ -37,7 +38,8 @@ int jv_readers_open(jv_readers *r, const char *path, uint64_t set_id, int claim)
         return ENOMEM;
     r->mu_ready = 1;
     do {
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
+        fd = openat(dir == JV_CWD ? AT_FDCWD : dir, path,
+                    O_RDWR | O_CLOEXEC | O_NONBLOCK | (create ? O_CREAT : 0), 0644);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         rc = errno;

@@ -29,11 +29,13 @@ typedef struct jv_readers {
     uint32_t n, cap;
 } jv_readers;
 
-/* Open (creating it, or repairing a damaged header in place, if needed) and
- * map the table at `path`; claim a slot if `claim`. Returns 0 or an errno;
- * EROFS with claim leaves an unregistered reader (fd -1) and returns 0;
- * EBUSY when every slot is held. */
-int jv_readers_open(jv_readers *r, const char *path, uint64_t set_id, int claim);
+/* Open (creating it if `create`, repairing a damaged header in place) and
+ * map the table at `path`, relative to the folder open at `dir` (or JV_CWD);
+ * claim a slot if `claim`. Returns 0 or an errno (ENOENT: missing and not
+ * `create`); EROFS with claim leaves an unregistered reader (fd -1) and
+ * returns 0; EBUSY when every slot is held. */
+int jv_readers_open(jv_readers *r, int dir, const char *path, uint64_t set_id, int claim,
+                    int create);
 /* Publish that a call reads generation `gen` (then a full fence). 0 or ENOMEM. */
 int jv_readers_enter(jv_readers *r, uint64_t gen);
 void jv_readers_leave(jv_readers *r, uint64_t gen);
