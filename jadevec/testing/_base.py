@@ -21,7 +21,7 @@ METRICS = ("cosine", "dot", "l2")
 
 
 def reference_scores(matrix: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
-    """Scores of every row against ``query`` in float64, as docs/api_documentation.md defines them."""
+    """Scores of every row against ``query`` in float64, as the API document defines them."""
     m = matrix.astype(np.float64)
     q = query.astype(np.float64)
     if metric == "dot":
