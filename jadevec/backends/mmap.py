@@ -46,7 +46,7 @@ import errno
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -62,6 +62,10 @@ FORMAT_VERSION = 2
 _FORMAT = "jadevec-mmap"
 METADATA_DIR = "metadata"
 JOURNAL = "catalog.log"
+#: A reader reads the catalog again at most this often when the writer keeps
+#: replacing it under the read (each replacement is a fsynced rename, so this
+#: is never reached in practice).
+_LOAD_TRIES = 100
 
 
 def _os_error(exc: OSError, path: Path, what: str) -> OSError:
@@ -162,6 +166,28 @@ class JsonCatalog:
     # -- the catalog -----------------------------------------------------------------
 
     def _load(self) -> None:
+        """Read the snapshot and replay the journal.
+
+        A reader beside a writer may read a snapshot and then the journal of
+        the next one (the writer folds the journal into a new snapshot, then
+        empties it): the snapshot's signature is the same before and after
+        the journal was read only if the two belong together, so otherwise
+        (or on damage seen meanwhile) it reads both again.
+        """
+        for _ in range(_LOAD_TRIES):
+            snapshot = _signature(self.path)
+            try:
+                self._load_once()
+            except CorruptionError:
+                if not self._read_only or _signature(self.path) == snapshot:
+                    raise
+                continue
+            if not self._read_only or _signature(self.path) == snapshot:
+                return
+        raise CorruptionError(f"catalog {str(self.path)!r} changed under every one of "
+                              f"{_LOAD_TRIES} reads")
+
+    def _load_once(self) -> None:
         where = f"catalog {str(self.path)!r}"
         signatures = (_signature(self.path), _signature(self._journal))
         try:
@@ -300,13 +326,20 @@ class JsonCatalog:
     def _entry_doc(e: CatalogEntry) -> dict[str, Any]:
         return {"name": e.name, "dimension": e.dimension, "metric": e.metric, "folder": e.folder}
 
-    def _change(self, change: str, value: Any, sync: bool = False) -> None:
-        """Append one change to the journal (lock held)."""
+    def _change(self, change: str, value: Any, apply: Callable[[], None],
+                sync: bool = False) -> None:
+        """Append one change to the journal, then ``apply`` it in memory (lock held).
+
+        Only then may the journal be folded into the snapshot: the snapshot is
+        written from memory, so it must already hold the change its sequence
+        number says it holds.
+        """
         line = _dumps([self._sequence + 1, change, value]) + "\n"
         append_lines(self._journal, line.encode(), sync=sync)
         self._sequence += 1
         self._journal_lines += 1
         self._journal_unsynced = not sync  # a synced append syncs the earlier ones too
+        apply()
         if self._journal_lines > max(256, 2 * len(self._entries)):
             self._write_snapshot(self.was_clean)
 
@@ -320,35 +353,40 @@ class JsonCatalog:
         """Nothing yet: the files come first; a folder no entry names is swept at open."""
 
     def commit_create(self, entry: CatalogEntry) -> None:
-        with self._lock:
-            self._change("create", self._entry_doc(entry))
+        def apply() -> None:
             self._entries[entry.name.lower()] = entry
             self._logs[entry.folder] = ({}, 0, None)
+
+        with self._lock:
+            self._change("create", self._entry_doc(entry), apply)
 
     def abort_create(self, entry: CatalogEntry) -> None:
         """Nothing to take back: no line was written."""
 
     def begin_delete(self, entry: CatalogEntry) -> None:
+        def apply() -> None:
+            self._entries.pop(entry.name.lower(), None)
+            self._deleting[entry.folder] = entry
+
         with self._lock:
             # Synced before any file goes: a power loss must not bring back an
             # entry whose folder is gone.
-            self._change("delete", entry.folder, sync=True)
-            self._entries.pop(entry.name.lower(), None)
-            self._deleting[entry.folder] = entry
+            self._change("delete", entry.folder, apply, sync=True)
 
     def finish_delete(self, entry: CatalogEntry) -> None:
         """The files are gone (and ``drop`` removed the log): forget the folder."""
         with self._lock:
-            if self._deleting.pop(entry.folder, None) is not None:
-                self._change("forget", entry.folder)
+            if entry.folder in self._deleting:
+                self._change("forget", entry.folder,
+                             lambda: self._deleting.pop(entry.folder, None))
 
     def set_clean(self, clean: bool) -> None:
         with self._lock:
             if clean:
                 self._write_snapshot(True)  # a clean close leaves one compact file
             else:
-                self._change("clean", False, sync=True)
-                self.was_clean = False
+                self._change("clean", False, lambda: setattr(self, "was_clean", False),
+                             sync=True)
 
     # -- metadata logs ---------------------------------------------------------------
 

@@ -204,6 +204,35 @@ def test_metadata_at_the_nesting_limit_survives_a_restart(tmp_path, backend):
         assert db.get_metadata("a") == deep and store.verify().ok
 
 
+@pytest.mark.parametrize("change", ["create", "delete"])
+def test_a_journal_snapshot_taken_on_a_create_or_delete_line_holds_that_change(
+        tmp_path, change):
+    """mmap: when the journal's line for a create (or delete) is the one that makes
+    the journal long enough to be folded into catalog.json, the snapshot must hold
+    that change, though the store then dies without a clean close."""
+    journal = tmp_path / "catalog.log"
+
+    def churn_then_die():
+        store = jadevec.open(tmp_path, backend="mmap", flush_interval=0)
+        for _ in range(1000):
+            store.create_database("d", 2, metric="l2").store("v", [1, 2])
+            if change == "create" and journal.stat().st_size == 0:
+                return store  # the create's line was folded into the snapshot
+            store.delete_database("d")
+            if change == "delete" and journal.stat().st_size < 80:
+                return store  # folded on the delete (the forget line may follow)
+        raise AssertionError("the journal was never folded into the snapshot")
+
+    die_after(churn_then_die)
+    with jadevec.open(tmp_path, backend="mmap", flush_interval=0) as store:
+        if change == "create":
+            assert store.list_databases() == ["d"]
+            assert store.get_database("d").retrieve("v").tolist() == [1, 2]
+        else:
+            assert store.list_databases() == []
+        assert store.verify().ok
+
+
 DELETER = """
 import sys, time
 import numpy as np
@@ -226,7 +255,9 @@ print(rounds)
 def test_a_reader_beside_deletions_sees_a_database_whole_or_not_found(tmp_path, backend):
     """Deletion renames the folder aside before it marks and removes it: a reader
     opening the files meanwhile gets the vectors or DatabaseNotFoundError, never
-    a missing-file CorruptionError or a folder left behind not empty."""
+    a missing-file CorruptionError or a folder left behind not empty. The churn
+    also folds mmap's journal into its snapshot again and again under readers
+    of the catalog."""
     import subprocess
     import sys
 
@@ -238,9 +269,11 @@ def test_a_reader_beside_deletions_sees_a_database_whole_or_not_found(tmp_path, 
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = missing = 0
     errors = []
+    kept = jadevec.open(tmp_path, backend=backend, read_only=True)  # reads the catalog again
     try:
         while writer.poll() is None:
             try:
+                assert kept.list_databases() in ([], ["d"])
                 with jadevec.open(tmp_path, backend=backend, read_only=True) as reader:
                     got = reader.get_database("d").retrieve("k3")
                     assert got is None or got.tolist() == [1.0] * 4, got
@@ -251,6 +284,7 @@ def test_a_reader_beside_deletions_sees_a_database_whole_or_not_found(tmp_path, 
                 errors.append(repr(exc))
     finally:
         out, err = writer.communicate(timeout=60)
+        kept.close()
     assert writer.returncode == 0, err
     assert not errors, (len(errors), errors[:3], seen, missing, out)
     assert seen > 0 and missing > 0, (seen, missing, out)

@@ -173,3 +173,35 @@ def test_compact_rewrites_the_log(tmp_path):
     assert len(log.read_text().splitlines()) == 1
     assert db.get_metadata("a") == '{"i": 19}'
     store.close()
+
+
+@pytest.mark.parametrize("journal_after", ["emptied", "restarted"])
+def test_a_reader_between_a_snapshot_and_the_next_journal_reads_again(
+        tmp_path, monkeypatch, journal_after):
+    """A reader that read catalog.json just before the writer folded the journal
+    into a new one, and reads the journal after, must not mix the two (the new
+    journal's lines do not follow the old snapshot): it reads both again."""
+    from jadevec.backends._catalog import CatalogEntry, new_folder_id
+    from jadevec.backends.mmap import JsonCatalog
+
+    writer = JsonCatalog(tmp_path, read_only=False)
+    writer.set_clean(False)
+    entries = [CatalogEntry(f"d{i}", 2, "l2", new_folder_id()) for i in range(3)]
+    for e in entries[:2]:
+        writer.commit_create(e)
+    folded = []
+    replay = JsonCatalog._replay
+
+    def fold_first(self, *args):
+        if self is not writer and not folded:  # the reader read the old snapshot
+            folded.append(True)
+            writer._write_snapshot(clean=False)  # new snapshot, journal emptied
+            if journal_after == "restarted":
+                writer.commit_create(entries[2])  # a line after the new snapshot
+        return replay(self, *args)
+
+    monkeypatch.setattr(JsonCatalog, "_replay", fold_first)
+    reader = JsonCatalog(tmp_path, read_only=True)
+    names = sorted(e.name for e, _ in reader.entries())
+    want = ["d0", "d1"] + (["d2"] if journal_after == "restarted" else [])
+    assert folded and names == want
