@@ -30,6 +30,10 @@ Capabilities are class attributes, not caught ``NotImplementedError``s:
 ``extra_options`` (name -> default); the public API rejects any other keyword
 by name before the backend is built.
 
+A persistent backend that keeps one writer process per store takes
+:class:`WriterLock` (an ``flock`` on ``<store>/``:data:`LOCK_FILE`, the lock
+the built-in backends take) rather than a copy of its own.
+
 Backends are found through the entry-point group ``jadevec.backends``; see
 ``docs/plugins.md`` and :mod:`jadevec.testing` for the conformance suite.
 """
@@ -44,7 +48,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from jadevec.backends._store_lock import LOCK_FILE, WriterLock
+
 __all__ = [
+    "LOCK_FILE",
     "METRICS",
     "Backend",
     "DatabaseBackend",
@@ -53,6 +60,7 @@ __all__ = [
     "SearchResult",
     "StoreOptions",
     "VerifyReport",
+    "WriterLock",
     "exact_search",
 ]
 

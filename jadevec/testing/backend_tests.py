@@ -41,16 +41,27 @@ Hooks you may override:
     its tables, its private buffers), so that writes are checked against raw
     state and not only against the backend's ``retrieve``. The default raises
     ``NotImplementedError`` and the tests that use it are skipped.
+``bulk_options`` (a class attribute, default ``{}``)
+    Extra ``make_store`` options for the tests that make thousands of
+    single-vector calls; a backend that syncs every call may turn that off
+    there (the LMDB plugin sets ``{"lmdb_sync": False}``).
 
 Fixtures it defines (available to extra tests in your subclass): ``store``
 (from ``make_store``, closed afterwards), ``db`` (a cosine database of
 dimension 8 in it) and ``gen`` (a seeded ``numpy.random.Generator``).
 
-The tests live in six parts, one module each, combined here: catalog
+The tests live in seven parts, one module each, combined here: catalog
 (lifecycle, names, options, closed and read-only stores), vectors (CRUD,
 batches, metadata), search (numpy reference, listing, compaction, verify),
 durability (threads, restart in a new process), lifecycle (the unhappy
-paths: a full disk, fork, chdir, permissions, a dropped store) and stress (read-only
+paths: a full disk, fork, chdir, permissions, a dropped store), damage
+(persistent backends: every file of a closed store truncated to half, to
+nothing and with its middle bytes flipped must give a jadevec error or an
+``OSError`` in a forked child, never a signal, a hang or a leaked builtin
+error; a writer killed with ``os._exit`` is reported by the next open's
+``recovery_report`` and loses nothing it acknowledged; deleting 90% of 20,000
+vectors and compacting leaves at most 40% of the folder's bytes on disk, the
+rest bit-exact) and stress (read-only
 processes beside a writer; a writer killed during create, delete, compact and
 close), whose tests carry the ``slow`` marker (register it in your pytest
 configuration) and run ``JADEVEC_STRESS_CYCLES`` cycles (default 200). The
@@ -60,6 +71,7 @@ suite uses only ``pytest``, ``numpy`` and jadevec's public API.
 from __future__ import annotations
 
 from jadevec.testing._catalog_tests import CatalogTests
+from jadevec.testing._damage_tests import DamageTests
 from jadevec.testing._durability_tests import DurabilityTests
 from jadevec.testing._lifecycle_tests import LifecycleTests
 from jadevec.testing._search_tests import SearchTests
@@ -70,7 +82,7 @@ __all__ = ["BackendTests"]
 
 
 class BackendTests(CatalogTests, VectorTests, SearchTests, DurabilityTests, LifecycleTests,
-                   StressTests):
+                   DamageTests, StressTests):
     """Conformance tests for one backend; subclass it and set the class attributes.
 
     Attributes

@@ -3,9 +3,17 @@
 The catalog lives in the ``catalog`` sub-database, keyed by the lower-case
 name (so lookups ignore case) with a JSON record that keeps the creation
 case, the dimension, the metric and the database's number. ``meta`` holds the
-layout's ``format`` and ``next_id``, the next database number; numbers are
+layout's ``format``, ``next_id`` (the next database number; numbers are
 never reused, so a database deleted and re-created under the same name is a
-new database to every live handle.
+new database to every live handle) and ``clean``.
+
+Unclean shutdown: LMDB needs no repair after a crash (a commit is atomic), but
+the contract is that an unclean shutdown is detected and reported. A writer
+commits ``clean = 0`` when it opens and ``clean = 1`` as the last step of
+``close``; a writer that finds 0 knows its predecessor died, checks the store
+(the data file was checked page by page before it was opened; the catalog is
+verified against the data) and says what it checked in ``recovery_report``
+and in a warning on the ``jadevec`` logger.
 
 Thread rules: writes go through :meth:`SharedEnvironment.write` (one at a
 time per environment); reads run in parallel LMDB read transactions. The
@@ -18,6 +26,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -27,8 +36,10 @@ from jadevec.backends.base import (
     METRICS,
     Backend,
     DatabaseInfo,
+    RecoveryReport,
     StoreOptions,
     VerifyReport,
+    WriterLock,
 )
 from jadevec.errors import (
     CorruptionError,
@@ -44,7 +55,6 @@ from jadevec.errors import (
 from jadevec_lmdb import _environment
 from jadevec_lmdb._database import LONG_ID_MARK, STATS, LmdbDatabase, prefix_of
 from jadevec_lmdb._environment import DATA_FILE
-from jadevec_lmdb._writer_lock import WriterLock
 
 __all__ = ["LmdbBackend"]
 
@@ -53,9 +63,14 @@ if TYPE_CHECKING:
 
     from jadevec_lmdb._environment import Txn
 
-logger = logging.getLogger("jadevec.lmdb")
+logger = logging.getLogger("jadevec")
 
 _MIN_MAP_SIZE = 1 << 20
+# compact() rewrites the file only when at least this share of its pages is
+# free: LMDB reuses free pages for later writes anyway, and the copy costs a
+# read and a write of the whole file.
+_COMPACT_SHARE = 1 / 8
+_CLEAN, _UNCLEAN = b"\x01", b"\x00"
 
 
 class LmdbBackend(Backend):
@@ -87,6 +102,7 @@ class LmdbBackend(Backend):
     Notes
     -----
     ``max_open_files`` has no effect: the whole store is one data file.
+    ``compact()`` on any database compacts the whole file (see :meth:`compact_file`).
     """
 
     persistent: ClassVar[bool] = True
@@ -112,6 +128,7 @@ class LmdbBackend(Backend):
         self._sync_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock: WriterLock | None = None
+        self._recovery: RecoveryReport | None = None
         if options.read_only:
             if not (self._path / DATA_FILE).is_file():
                 raise StoreNotFoundError(f"no lmdb store in {str(self._path)!r}")
@@ -119,17 +136,76 @@ class LmdbBackend(Backend):
             self._path.mkdir(parents=True, exist_ok=True)
             self._lock = WriterLock(self._path)
         try:
-            self._shared = _environment.acquire(self._path, int(map_size), sync)
+            self._shared = _environment.acquire(self._path, int(map_size), sync,
+                                                writer=not options.read_only)
         except BaseException:
             if self._lock is not None:
                 self._lock.release()
             raise
+        if not options.read_only:
+            self._shared.writers += 1
+            try:
+                self._mark_open()
+            except BaseException:
+                self._shared.writers -= 1
+                _environment.release(self._shared)
+                self._lock.release()
+                raise
         self._closed = False
         if not options.read_only and not self._shared.sync_on_commit and options.flush_interval:
             self._sync_thread = threading.Thread(
                 target=self._sync_loop, args=(options.flush_interval,),
                 name=f"jadevec-lmdb-sync {self._path}", daemon=True)
             self._sync_thread.start()
+
+    # -- clean shutdown ---------------------------------------------------------------------
+
+    def _mark_open(self) -> None:
+        """Commit ``clean = 0``; if it already was 0, report the unclean shutdown."""
+        started = time.perf_counter()
+
+        def body(txn: Txn) -> bytes | None:
+            was = txn.get(b"clean", db=self._shared.dbs[b"meta"])
+            txn.put(b"clean", _UNCLEAN, db=self._shared.dbs[b"meta"])
+            return was
+
+        was = self._shared.write(body)
+        if not self._shared.sync_on_commit:
+            self._shared.sync()  # the mark must outlive a power loss, as the writes after it
+        actions = self._shared.take_repairs()
+        names: list[str] = []
+        if was == _UNCLEAN:
+            actions.append("the last writer stopped without closing the store (field "
+                           "'clean' of sub-database 'meta' was 0); LMDB needs no repair: "
+                           "its last committed transaction is the store's state")
+            checked = self._shared.checked
+            if checked is not None:
+                actions.append(f"checked {str(self._shared.data_path)!r} before opening it: "
+                               f"{checked.describe()}")
+            report = self._verify_report()
+            try:
+                names = [info.name for info in self._list_infos()]
+            except CorruptionError:
+                pass  # a damaged catalog record: verify() reported it
+            if report.ok:
+                actions.append(f"verified the catalog against the data: "
+                               f"{report.checked.get('databases', 0)} databases, "
+                               f"{report.checked.get('vectors', 0)} vectors, no problems")
+            else:
+                actions.append("verified the catalog against the data and found: "
+                               + "; ".join(report.problems[:10]))
+        if actions:
+            self._recovery = RecoveryReport(actions, names, time.perf_counter() - started)
+            logger.warning("lmdb store %s: %s", self._path, "; ".join(actions))
+
+    def _mark_closed(self) -> None:
+        self._shared.write(
+            lambda txn: txn.put(b"clean", _CLEAN, db=self._shared.dbs[b"meta"]))
+
+    @property
+    def recovery_report(self) -> RecoveryReport | None:
+        """``None`` after a clean open, else what this writer found and checked."""
+        return self._recovery
 
     # -- catalog ----------------------------------------------------------------------------
 
@@ -139,15 +215,29 @@ class LmdbBackend(Backend):
         if write and self._read_only:
             raise ReadOnlyError(f"store {str(self._path)!r} was opened read-only")
 
+    def _record(self, record: bytes) -> tuple[DatabaseInfo, int]:
+        """A catalog record's info and number; CorruptionError naming the file if damaged."""
+        try:
+            fields = json.loads(record)
+            info = DatabaseInfo(fields["name"], fields["dimension"], fields["metric"])
+            number = fields["number"]
+            if not (isinstance(info.name, str) and info.metric in METRICS
+                    and type(info.dimension) is int and info.dimension >= 1
+                    and type(number) is int and 0 <= number < 1 << 64):
+                raise ValueError("a field has the wrong type or value")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptionError(f"{str(self._shared.data_path)!r}: a record of sub-database "
+                                  f"'catalog' is damaged ({exc}): {record[:80]!r}") from None
+        return info, number
+
     def _handle(self, record: bytes) -> LmdbDatabase:
-        fields = json.loads(record)
-        info = DatabaseInfo(fields["name"], fields["dimension"], fields["metric"])
+        info, number = self._record(record)
         key = info.name.lower()
         with self._handles_lock:
             handle = self._handles.get(key)
             # A handle of an older database of the same name stays dead.
             if handle is None or handle._record != record:
-                handle = LmdbDatabase(self, info, fields["number"], record)
+                handle = LmdbDatabase(self, info, number, record)
                 self._handles[key] = handle
             return handle
 
@@ -167,6 +257,9 @@ class LmdbBackend(Backend):
                 raise CorruptionError(f"{str(self._shared.data_path)!r}: field 'next_id' "
                                       f"is missing from sub-database 'meta'")
             number = int.from_bytes(next_id, "big")
+            if len(next_id) != 8 or number >= 1 << 63:
+                raise CorruptionError(f"{str(self._shared.data_path)!r}: field 'next_id' of "
+                                      f"sub-database 'meta' is damaged: {next_id!r}")
             record = json.dumps({"name": name, "dimension": dimension, "metric": metric,
                                  "number": number}).encode()
             txn.put(key, record, db=dbs[b"catalog"])
@@ -192,15 +285,13 @@ class LmdbBackend(Backend):
 
     def list_databases(self) -> list[DatabaseInfo]:
         self._check(write=False)
+        return self._list_infos()
 
-        def body(txn: Txn) -> list[DatabaseInfo]:
-            infos = []
-            for _, record in txn.cursor(db=self._shared.dbs[b"catalog"]):
-                fields = json.loads(record)
-                infos.append(DatabaseInfo(fields["name"], fields["dimension"], fields["metric"]))
-            return infos
+    def _list_infos(self) -> list[DatabaseInfo]:
+        def body(txn: Txn) -> list[bytes]:
+            return [record for _, record in txn.cursor(db=self._shared.dbs[b"catalog"])]
 
-        return self._shared.read(body)
+        return [self._record(record)[0] for record in self._shared.read(body)]
 
     def delete_database(self, name: str) -> None:
         self._check(write=True)
@@ -211,7 +302,7 @@ class LmdbBackend(Backend):
             record = txn.get(key, db=dbs[b"catalog"])
             if record is None:
                 raise DatabaseNotFoundError(f"no database named {name!r}")
-            prefix = prefix_of(json.loads(record)["number"])
+            prefix = prefix_of(self._record(record)[1])
             txn.delete(key, db=dbs[b"catalog"])
             txn.delete(prefix, db=dbs[b"stats"])
             for sub in (b"vectors", b"metadata", b"long_ids"):
@@ -226,6 +317,26 @@ class LmdbBackend(Backend):
             handle = self._handles.pop(name.lower(), None)
         if handle is not None:
             handle.drop_cache()
+
+    # -- compaction -------------------------------------------------------------------------
+
+    def compact_file(self) -> tuple[int, int] | None:
+        """Give the free pages of the data file back to the file system.
+
+        LMDB keeps the pages of deleted data on its free list and reuses them,
+        but never shrinks the file. When at least an eighth of the pages are
+        free, the file is replaced by LMDB's compacting copy (crash-safe: see
+        ``SharedEnvironment.compact``) and every handle of this process moves
+        to it. Returns the file's sizes before and after, or ``None`` when
+        there was too little to gain.
+        """
+        self._check(write=True)
+        pages, free = self._shared.reclaimable_pages()
+        if free < pages * _COMPACT_SHARE:
+            return None
+        before, after = self._shared.compact()
+        logger.info("compacted %s: %d -> %d bytes", self._shared.data_path, before, after)
+        return before, after
 
     # -- durability -------------------------------------------------------------------------
 
@@ -259,6 +370,9 @@ class LmdbBackend(Backend):
     def verify(self) -> VerifyReport:
         """Check the catalog against the data: records, sizes, counts, orphans."""
         self._check(write=False)
+        return self._verify_report()
+
+    def _verify_report(self) -> VerifyReport:
         report = VerifyReport()
         try:
             self._shared.read(lambda txn: _verify(txn, self._shared.dbs, report))
@@ -276,13 +390,17 @@ class LmdbBackend(Backend):
         if self._sync_thread is not None:
             self._sync_thread.join()
         try:
-            if not self._read_only and not self._shared.sync_on_commit:
-                self._shared.sync()
+            if not self._read_only:
+                self._mark_closed()
+                if not self._shared.sync_on_commit:
+                    self._shared.sync()
         finally:
             with self._handles_lock:
                 handles, self._handles = list(self._handles.values()), {}
             for handle in handles:
                 handle.drop_cache()
+            if not self._read_only:
+                self._shared.writers -= 1
             _environment.release(self._shared)
             if self._lock is not None:
                 self._lock.release()
@@ -299,6 +417,10 @@ def _verify(txn: Txn, dbs: Mapping[bytes, _Database], report: VerifyReport) -> N
             metric, number = fields["metric"], fields["number"]
         except (ValueError, KeyError, TypeError):
             report.problems.append(f"catalog entry {key!r}: record is not valid: {record[:80]!r}")
+            continue
+        if not isinstance(name, str) or type(number) is not int or not 0 <= number < 1 << 64:
+            report.problems.append(f"catalog entry {key!r}: name or number is not valid: "
+                                   f"{record[:80]!r}")
             continue
         if name.lower().encode() != key:
             report.problems.append(f"catalog entry {key!r}: name {name!r} does not match its key")
@@ -334,6 +456,9 @@ def _verify_vectors(txn: Txn, dbs: Mapping[bytes, _Database], prefix: bytes,
             if not key.startswith(prefix):
                 break
             count += 1
+            if len(key) <= 8:
+                report.problems.append(f"database {name!r}: a vector key has no id: {key!r}")
+                continue
             if len(value) != 4 * dimension:
                 report.problems.append(f"database {name!r}: vector key {key[8:]!r} has "
                                        f"{len(value)} bytes, expected {4 * dimension}")

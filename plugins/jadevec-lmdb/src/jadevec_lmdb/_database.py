@@ -24,6 +24,7 @@ maps the database's name to this handle's record; a deleted database raises
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -86,15 +87,20 @@ class LmdbDatabase(DatabaseBackend):
         return self._prefix + bytes((LONG_ID_MARK,)) + hashlib.sha256(raw).digest()
 
     def _id_of(self, txn: Txn, key: bytes) -> str:
-        if key[_PREFIX_BYTES] != LONG_ID_MARK:
-            return key[_PREFIX_BYTES:].decode("utf-8")
-        raw = txn.get(key, db=self._dbs[b"long_ids"])
-        if raw is None:
-            raise CorruptionError(
-                f"{str(self._shared.data_path)!r}: database {self.info.name!r}: "
-                f"a hashed id key has no entry in 'long_ids'"
-            )
-        return raw.decode("utf-8")
+        try:
+            if key[_PREFIX_BYTES] != LONG_ID_MARK:
+                return key[_PREFIX_BYTES:].decode("utf-8")
+            raw = txn.get(key, db=self._dbs[b"long_ids"])
+            if raw is None:
+                raise CorruptionError(
+                    f"{str(self._shared.data_path)!r}: database {self.info.name!r}: "
+                    f"a hashed id key has no entry in 'long_ids'"
+                )
+            return raw.decode("utf-8")
+        except (IndexError, UnicodeDecodeError) as exc:
+            raise CorruptionError(f"{str(self._shared.data_path)!r}: database "
+                                  f"{self.info.name!r}: a vector key is damaged ({exc}): "
+                                  f"{key[:80]!r}") from None
 
     def _check_alive(self, txn: Txn) -> None:
         if txn.get(self._catalog_key, db=self._dbs[b"catalog"]) != self._record:
@@ -146,9 +152,11 @@ class LmdbDatabase(DatabaseBackend):
             None if m is None else m.encode("utf-8", "surrogatepass") for m in metadatas]
         rows = np.ascontiguousarray(vectors, dtype="<f4").data.cast("B")
         width = self._row_bytes
-        vec, meta, long_ids = self._dbs[b"vectors"], self._dbs[b"metadata"], self._dbs[b"long_ids"]
 
         def body(txn: Txn) -> tuple[int, int]:
+            # Looked up here: a compaction replaces the handles between transactions.
+            vec, meta = self._dbs[b"vectors"], self._dbs[b"metadata"]
+            long_ids = self._dbs[b"long_ids"]
             self._check_alive(txn)
             count, generation = self._stats(txn)
             for row, key in enumerate(keys):
@@ -220,15 +228,16 @@ class LmdbDatabase(DatabaseBackend):
         return True
 
     def compact(self) -> None:
-        """Repack the search matrix; LMDB already reuses freed pages in place.
+        """Give the file's free pages back, then repack the search matrix.
 
-        LMDB returns the pages of deleted vectors to its free list in the
-        commit that deletes them, and later writes reuse them, so the data
-        file stops growing without a rewrite. It never shrinks the file; an
-        offline ``mdb_copy -c`` does.
+        The data file is one for the whole store, so this compacts it for
+        every database (see :meth:`LmdbBackend.compact_file`): when an eighth
+        or more of its pages are free it is replaced by LMDB's compacting copy;
+        below that, LMDB's reuse of free pages keeps it from growing.
         """
         self._check_usable(write=True)
         self._shared.read(self._check_alive)
+        self._backend.compact_file()
         with self._cache.lock:
             self._cache.repack()
 
@@ -247,9 +256,9 @@ class LmdbDatabase(DatabaseBackend):
     def retrieve_many(self, ids: Sequence[str]) -> list[np.ndarray | None]:
         self._check_usable(write=False)
         keys = [self._key(i) for i in ids]
-        vec = self._dbs[b"vectors"]
 
         def body(txn: Txn) -> list[np.ndarray | None]:
+            vec = self._dbs[b"vectors"]
             self._check_alive(txn)
             pairs = zip(keys, ids, strict=True)
             return [self._vector(txn.get(key, db=vec), i) for key, i in pairs]
@@ -291,9 +300,21 @@ class LmdbDatabase(DatabaseBackend):
         def body(txn: Txn) -> str | None:
             self._check_alive(txn)
             raw = txn.get(key, db=self._dbs[b"metadata"])
-            return None if raw is None else raw.decode("utf-8", "surrogatepass")
+            return None if raw is None else self._metadata(raw, vector_id)
 
         return self._shared.read(body)
+
+    def _metadata(self, raw: bytes, vector_id: str) -> str:
+        # The caller parses what is returned: text that is not JSON must be
+        # reported as damage here, where the file is known.
+        try:
+            text = raw.decode("utf-8", "surrogatepass")
+            json.loads(text)
+        except ValueError as exc:
+            raise CorruptionError(
+                f"{str(self._shared.data_path)!r}: database {self.info.name!r}: the metadata "
+                f"of {vector_id!r} is damaged ({exc})") from None
+        return text
 
     def search(self, queries: np.ndarray, k: int) -> list[SearchResult]:
         self._check_usable(write=False)

@@ -21,13 +21,32 @@ Invariants and thread rules:
   adopts the size recorded in the file.
 * Write transactions are serialised by ``write_lock`` (re-entrant, so a caller
   can keep it across the commit and the update of its caches). A transaction
-  body may run more than once, so it must not change Python state.
+  body may run more than once, so it must not change Python state, and it
+  looks its sub-database handles up in ``dbs`` inside the transaction: a
+  compaction replaces them (in place, under the gate) between transactions.
+* LMDB trusts its data file; a damaged one would crash the process. So the
+  file is checked before LMDB first maps it (:mod:`._datafile`), and a new
+  store's file is built in a temporary folder and renamed into place whole,
+  so that ``data.mdb`` is never half-made.
+* Compaction (:meth:`SharedEnvironment.compact`) writes LMDB's compacting copy
+  into a temporary folder, fsyncs it, gives it the old file's transaction ids
+  and renames it over ``data.mdb``; a crash at any step leaves one complete
+  file under that name. This process reopens the environment on the new file
+  under the gate. Another process that has the old file open keeps reading it
+  (its pages never change again) until a writer commits to the new one: LMDB
+  then hands its read transactions an id its old file has never reached, which
+  is how :meth:`SharedEnvironment.read` notices and reopens.
+* The registry finds a directory's environment by ``lock.mdb`` (which a
+  compaction keeps) or by ``data.mdb`` (which it replaces). A forked child
+  starts with an empty registry and opens its own environments.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,10 +61,15 @@ from jadevec.errors import (
     StorageFullError,
     StoreClosedError,
     StoreFailedError,
+    StoreNotFoundError,
     UnsupportedVersionError,
 )
 
+from jadevec_lmdb import _datafile
+
 __all__ = [
+    "COMPACTING",
+    "CREATING",
     "DATA_FILE",
     "FORMAT",
     "LmdbBackendError",
@@ -65,6 +89,10 @@ T = TypeVar("T")
 
 #: LMDB's data file inside a store directory.
 DATA_FILE = "data.mdb"
+#: LMDB's lock file (reader table and writer mutex) inside a store directory.
+LMDB_LOCK_FILE = "lock.mdb"
+#: Prefixes of the temporary folders of a creation and of a compaction.
+CREATING, COMPACTING = ".create-", ".compact-"
 #: Value of the ``format`` key in the ``meta`` sub-database.
 FORMAT = b"jadevec-lmdb/1"
 
@@ -122,52 +150,79 @@ class SharedEnvironment:
     Build it with :func:`acquire`; never directly.
     """
 
-    def __init__(self, directory: Path, key: tuple[int, int], map_size: int, sync: bool) -> None:
+    def __init__(self, directory: Path, map_size: int, sync: bool, writer: bool) -> None:
         self.directory = directory
         self.data_path = directory / DATA_FILE
-        self.key = key
         self.refs = 0
+        #: Writers of this process using it; while one is, no one else swaps the file.
+        self.writers = 0
         self.write_lock = threading.RLock()
         self.gate = _Gate()
         self.closed = False
-        writable = os.access(directory, os.W_OK)
         self.sync_on_commit = sync
-        try:
-            self.env = lmdb.open(
-                str(directory),
-                map_size=map_size,
-                subdir=True,
-                readonly=not writable,
-                sync=sync,
-                metasync=sync,
-                max_dbs=len(SUBDATABASES),
-                create=writable,
-            )
-        except lmdb.Error as exc:
-            raise translate(exc, self.data_path) from exc
-        try:
-            self.dbs = self._open_subdatabases(writable)
-        except BaseException:
-            self.env.close()
-            raise
+        self._map_size = map_size
+        self._writable = os.access(directory, os.W_OK)
+        self.dbs: dict[bytes, _Database] = {}
+        if not self.data_path.exists():
+            if not (writer and self._writable):
+                raise StoreNotFoundError(f"no lmdb store in {str(directory)!r}")
+            _create(directory, map_size)
+        self.broken: str | None = None
+        #: What the check of the data file found (and repaired) when it was opened.
+        self.checked: _datafile.Summary | None = self._open(repair=writer)
         #: Largest id key (prefix included) LMDB accepts; longer ids are hashed.
         self.max_key_size = self.env.max_key_size()
 
-    def _open_subdatabases(self, writable: bool) -> dict[bytes, _Database]:
+    def _open(self, repair: bool, check: bool = True) -> _datafile.Summary | None:
+        """Check the data file, then open LMDB on that very file (set ``env`` and ``dbs``)."""
+        for _ in range(3):
+            summary = _datafile.check(self.data_path, repair=repair) if check else None
+            try:
+                env = lmdb.open(
+                    str(self.directory),
+                    map_size=self._map_size,
+                    subdir=True,
+                    readonly=not self._writable,
+                    sync=self.sync_on_commit,
+                    metasync=self.sync_on_commit,
+                    max_dbs=len(SUBDATABASES),
+                    create=False,
+                )
+            except lmdb.Error as exc:
+                raise translate(exc, self.data_path) from exc
+            opened = _file_id(self.data_path)
+            if summary is not None and opened != summary.identity:
+                env.close()  # swapped between the check and the open: check the new one
+                continue
+            try:
+                dbs = self._open_subdatabases(env)
+            except BaseException:
+                env.close()
+                raise
+            self.env = env
+            self.dbs.clear()
+            self.dbs.update(dbs)  # in place: database handles hold this dict
+            self.data_id = opened
+            self.lock_id = _file_id(self.directory / LMDB_LOCK_FILE)
+            return summary
+        raise CorruptionError(f"{str(self.data_path)!r}: the file kept changing while it "
+                              f"was opened")
+
+    def _open_subdatabases(self, env: lmdb.Environment) -> dict[bytes, _Database]:
         try:
-            with self.env.begin() as txn:
+            with env.begin() as txn:
                 # Named sub-databases are keys of LMDB's main database.
-                empty = txn.stat()["entries"] == 0
                 laid_out = txn.get(b"meta") is not None
             if not laid_out:
-                if writable and empty:
-                    return self._create_subdatabases()
+                # Never laid out afresh: a new store's file arrives laid out (see
+                # _create), so an empty one here is damage or someone else's, and
+                # writing a layout into it would hide that.
                 raise CorruptionError(f"{str(self.data_path)!r}: not a jadevec-lmdb store "
                                       "(no sub-database 'meta')")
             # Without a txn argument py-lmdb opens the handles in a transaction
             # it commits; handles opened in a read transaction die with it.
-            dbs = {name: self.env.open_db(name, create=False) for name in SUBDATABASES}
-            with self.env.begin() as txn:
+            dbs = {name: env.open_db(name, create=False) for name in SUBDATABASES}
+            with env.begin() as txn:
                 fmt = txn.get(b"format", db=dbs[b"meta"])
         except lmdb.NotFoundError as exc:
             raise CorruptionError(
@@ -182,27 +237,48 @@ class SharedEnvironment:
             )
         return dbs
 
-    def _create_subdatabases(self) -> dict[bytes, _Database]:
-        with self.env.begin(write=True) as txn:
-            dbs = {name: self.env.open_db(name, txn=txn, create=True) for name in SUBDATABASES}
-            txn.put(b"format", FORMAT, db=dbs[b"meta"])
-            txn.put(b"next_id", (1).to_bytes(8, "big"), db=dbs[b"meta"])
-        return dbs
+    def take_repairs(self) -> list[str]:
+        """What the check repaired when the environment was opened, said once."""
+        if self.checked is None:
+            return []
+        repairs, self.checked.repairs = self.checked.repairs, []
+        return repairs
 
     # -- transactions -----------------------------------------------------------------------
 
     def read(self, body: Callable[[Txn], T]) -> T:
         """Run ``body(txn)`` in a read transaction and return its result."""
+        reopened = 0
         while True:
             try:
                 with self.gate.shared():
                     self._check_open()
+                    seen = self.data_id
                     with self.env.begin() as txn:
-                        return body(txn)
+                        if self._current(txn):
+                            return body(txn)
+                        ahead = txn.id()
+                # The transaction read a file that is no longer the store's.
+                reopened += 1
+                if reopened > 2:
+                    raise CorruptionError(
+                        f"{str(self.directory / LMDB_LOCK_FILE)!r}: it says transaction "
+                        f"{ahead} committed, but {str(self.data_path)!r} holds none that "
+                        f"new; the lock file is damaged (close every process using the "
+                        f"store, and LMDB rebuilds it)")
+                self._follow_swap(seen)
             except lmdb.MapResizedError:
                 self._resize(0)
             except lmdb.Error as exc:
                 raise translate(exc, self.data_path) from exc
+            except SystemError as exc:
+                raise _translate_system_error(exc, self.data_path) from exc
+
+    def _current(self, txn: Txn) -> bool:
+        """Whether the file this process maps is still the store's (see the module notes)."""
+        if self.writers:
+            return True  # only a writer swaps the file, and it is in this process
+        return txn.id() <= self.env.info()["last_txnid"]
 
     def write(self, body: Callable[[Txn], T]) -> T:
         """Run ``body(txn)`` in a write transaction, commit it and return its result.
@@ -229,6 +305,8 @@ class SharedEnvironment:
                     self._resize(0)
                 except lmdb.Error as exc:
                     raise translate(exc, self.data_path) from exc
+                except SystemError as exc:
+                    raise _translate_system_error(exc, self.data_path) from exc
 
     def _resize(self, size: int) -> None:
         with self.gate.exclusive():
@@ -236,6 +314,8 @@ class SharedEnvironment:
             self.env.set_mapsize(size)
 
     def _check_open(self) -> None:
+        if self.broken is not None:
+            raise StoreFailedError(errno.EIO, self.broken, str(self.data_path))
         if self.closed:
             raise StoreClosedError("the store is closed")
 
@@ -248,28 +328,158 @@ class SharedEnvironment:
             except lmdb.Error as exc:
                 raise translate(exc, self.data_path) from exc
 
+    # -- compaction -------------------------------------------------------------------------
 
-_registry: dict[tuple[int, int], SharedEnvironment] = {}
+    def reclaimable_pages(self) -> tuple[int, int]:
+        """``(pages in the file, pages a compacting copy would leave out)``."""
+
+        def body(txn: Txn) -> int:
+            stats = [self.env.stat()] + [txn.stat(self.dbs[name]) for name in SUBDATABASES]
+            return sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in stats)
+
+        used = self.read(body)
+        pages = self.env.info()["last_pgno"] + 1
+        return pages, max(pages - 2 - used, 0)
+
+    def compact(self) -> tuple[int, int]:
+        """Replace the data file with LMDB's compacting copy; return its sizes before and after.
+
+        The steps, and what a crash after each leaves (every step names itself
+        to :func:`_step` for the tests that kill a child there):
+
+        1. ``copied``: the copy, fsynced, in ``<store>/.compact-*/``; ``data.mdb``
+           is untouched, and the next writer removes the folder.
+        2. ``adopted``: the copy carries the old file's transaction ids (see
+           :func:`._datafile.adopt_txnid`), fsynced, and has been checked.
+        3. ``renamed``: ``rename`` put it in place atomically; either file
+           under the name is complete, and the copy is what a reader of
+           ``lock.mdb``'s cached transaction id expects.
+        4. ``synced``: the directory is fsynced, so the rename survives a
+           power loss.
+        5. This process's environment is reopened on the new file.
+        """
+        with self.write_lock:
+            self._check_open()
+            before = os.path.getsize(self.data_path)
+            folder = Path(tempfile.mkdtemp(prefix=COMPACTING, dir=self.directory))
+            try:
+                copy = folder / DATA_FILE
+                fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                try:
+                    with self.gate.shared():
+                        self._check_open()
+                        txnid = self.env.info()["last_txnid"]
+                        self.env.copyfd(fd, compact=True)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                _step("copied")
+                _datafile.adopt_txnid(copy, txnid)
+                _datafile.check(copy)  # never put an unsound file in place
+                _step("adopted")
+                with _registry_lock, self.gate.exclusive():
+                    self._check_open()
+                    self.env.close()
+                    try:
+                        os.rename(copy, self.data_path)
+                        _step("renamed")
+                        _fsync_dir(self.directory)
+                        _step("synced")
+                    finally:
+                        self._reopen_locked(check=False)
+            except lmdb.Error as exc:
+                raise translate(exc, self.data_path) from exc
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            return before, os.path.getsize(self.data_path)
+
+    def _reopen_locked(self, check: bool) -> None:
+        """Open LMDB again on whatever ``data.mdb`` is now (registry lock and gate held)."""
+        try:
+            self._open(repair=False, check=check)
+        except BaseException as exc:
+            # No environment: every later call must fail, not touch a closed handle.
+            self.broken = f"reopening the store's data file failed ({exc}); open it again"
+            self.closed = True
+            raise
+
+    def _follow_swap(self, seen: tuple[int, int] | None) -> None:
+        """A writer elsewhere replaced the data file: reopen on the new one.
+
+        ``seen`` is the file the caller read; another thread may have reopened since.
+        """
+        with _registry_lock:
+            if self.data_id == seen:
+                self._follow_swap_locked()
+
+    def _follow_swap_locked(self) -> None:
+        with self.gate.exclusive():
+            self._check_open()
+            self.env.close()
+            self._reopen_locked(check=True)
+
+
+_registry: list[SharedEnvironment] = []
 _registry_lock = threading.Lock()
+#: Set by tests only: called with each step of a compaction's name, to kill a child there.
+_step_hook: Callable[[str], None] | None = None
 
 
-def acquire(directory: Path, map_size: int, sync: bool) -> SharedEnvironment:
+# In a forked child: the parent's environments, kept referenced forever. LMDB
+# forbids using an environment across fork, and closing one here would clear
+# the parent's reader slots (LMDB clears the slots of the pid that opened it).
+_inherited: list[SharedEnvironment] = []
+
+
+def _forget_after_fork() -> None:
+    global _registry_lock
+    _inherited.extend(_registry)
+    _registry.clear()
+    _registry_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _step(name: str) -> None:
+    if _step_hook is not None:
+        _step_hook(name)
+
+
+def acquire(directory: Path, map_size: int, sync: bool, writer: bool = False) -> SharedEnvironment:
     """Return this process's environment of ``directory``, opening it on first use.
 
     ``map_size`` and ``sync`` apply only when this call opens it; a later
     opener shares the existing one (a read-only store never commits, so only
-    the first writer's choice matters, and two writers cannot coexist).
+    the first writer's choice matters, and two writers cannot coexist). A
+    ``writer`` (holding the store's writer lock) creates a missing store and
+    may repair a damaged meta page.
     """
     with _registry_lock:
-        key = _identity(directory)
-        shared = _registry.get(key)
+        shared = _find(directory)
+        if shared is not None and shared.data_id != _file_id(directory / DATA_FILE):
+            shared._follow_swap_locked()  # a writer elsewhere compacted it
         if shared is None:
-            shared = SharedEnvironment(directory, key, map_size, sync)
-            # The files exist now; register under their final identity.
-            shared.key = _identity(directory)
-            _registry[shared.key] = shared
+            if writer:
+                _remove_leftovers(directory)
+            shared = SharedEnvironment(directory, map_size, sync, writer)
+            _registry.append(shared)
         shared.refs += 1
         return shared
+
+
+def _find(directory: Path) -> SharedEnvironment | None:
+    # A store deleted and re-created at the same path is a different
+    # environment, so it is found by its files, not by the path.
+    data_id = _file_id(directory / DATA_FILE)
+    if data_id is None:
+        return None  # nothing to share: an open environment of a deleted file is not it
+    lock_id = _file_id(directory / LMDB_LOCK_FILE)
+    for shared in _registry:
+        # The lock file outlives a compaction, which replaces the data file.
+        if shared.data_id == data_id or (lock_id is not None and shared.lock_id == lock_id):
+            return shared
+    return None
 
 
 def release(shared: SharedEnvironment) -> None:
@@ -280,20 +490,83 @@ def release(shared: SharedEnvironment) -> None:
         shared.refs -= 1
         if shared.refs:
             return
-        del _registry[shared.key]
+        _registry.remove(shared)
         with shared.gate.exclusive():
-            shared.closed = True
-            shared.env.close()
+            if not shared.closed:
+                shared.closed = True
+                shared.env.close()
 
 
-def _identity(directory: Path) -> tuple[int, int]:
-    # A store deleted and re-created at the same path is a different
-    # environment, so identify it by the data file, not by the path.
+def _file_id(path: Path) -> tuple[int, int] | None:
     try:
-        st = os.stat(directory / DATA_FILE)
+        st = os.stat(path)
     except FileNotFoundError:
-        st = os.stat(directory)
+        return None
     return (st.st_dev, st.st_ino)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create_subdatabases(env: lmdb.Environment) -> dict[bytes, _Database]:
+    with env.begin(write=True) as txn:
+        dbs = {name: env.open_db(name, txn=txn, create=True) for name in SUBDATABASES}
+        txn.put(b"format", FORMAT, db=dbs[b"meta"])
+        txn.put(b"next_id", (1).to_bytes(8, "big"), db=dbs[b"meta"])
+    return dbs
+
+
+def _create(directory: Path, map_size: int) -> None:
+    """Make a new store's data file in a temporary folder and rename it into place whole.
+
+    So a ``data.mdb`` that exists always holds the layout, and an empty or
+    short one is damage, not a creation that died half-way.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=CREATING, dir=directory))
+    try:
+        try:
+            env = lmdb.open(str(folder), map_size=map_size, subdir=True,
+                            max_dbs=len(SUBDATABASES))
+            try:
+                _create_subdatabases(env)
+                env.sync(True)
+            finally:
+                env.close()
+        except lmdb.Error as exc:
+            raise translate(exc, directory / DATA_FILE) from exc
+        os.rename(folder / DATA_FILE, directory / DATA_FILE)
+        _fsync_dir(directory)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Remove the temporary folders of creations and compactions a crash left behind.
+
+    Only the writer-lock holder makes them, and it calls this before it makes
+    any, so every one found is dead.
+    """
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith((CREATING, COMPACTING)):
+            shutil.rmtree(directory / name, ignore_errors=True)
+
+
+def _translate_system_error(exc: SystemError, path: Path) -> Exception:
+    # py-lmdb can wrap an LMDB error raised inside a cursor call in a
+    # SystemError; the LMDB error is its cause.
+    inner = exc.__cause__ or exc.__context__
+    if isinstance(inner, lmdb.Error):
+        return translate(inner, path)
+    return LmdbBackendError(f"{str(path)!r}: {exc}")
 
 
 def translate(exc: lmdb.Error, path: Path) -> Exception:
@@ -303,7 +576,11 @@ def translate(exc: lmdb.Error, path: Path) -> Exception:
         return ReadOnlyError(f"{where!r} is read-only: {exc}")
     if isinstance(
         exc,
-        (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.PanicError),
+        # The compacting copy reports a tree whose pages do not add up as
+        # MDB_INCOMPATIBLE ("page leak or corrupt DB"); the plugin never opens
+        # a database with other flags, which is the error's other meaning.
+        (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.PanicError,
+         lmdb.IncompatibleError),
     ):
         return CorruptionError(f"{where!r}: {exc}")
     if isinstance(exc, lmdb.VersionMismatchError):
