@@ -18,16 +18,18 @@ States of a slot::
   open (a recovery) or close (a checkpoint) of one database never stalls
   calls on the others. Whoever wants a slot that is OPENING or CLOSING waits
   on the table's condition until it settles.
-* **Pins.** Every operation but a single ``retrieve`` pins its file set for
+* **Pins.** Every operation but the one-vector ones pins its file set for
   its duration (:meth:`call`): a pinned set is never closed, so eviction,
   compaction, deletion and store close first refuse new users (CLOSING), then
   wait for the current ones, then checkpoint and close.
-* **The pin-free read.** ``retrieve_vector`` takes no lock of ours: it reads
-  through the slot's ``VectorFile`` if the slot is OPEN. That is safe because
-  a ``VectorFile`` checks ``closed`` under its own reader-writer lock and
-  ``close`` takes the writer side: a read that began before a close finishes
-  on the mapped file, one that begins after gets ``StoreClosedError`` and
-  takes the pinned path.
+* **Pin-free single calls.** One ``store``, ``update``, ``delete`` or
+  ``retrieve`` takes no lock of ours (two lock round trips cost more than
+  the write itself): it runs on the slot's ``VectorFile`` if it has one.
+  That is safe because a ``VectorFile`` checks ``closed`` under its own
+  reader-writer lock, and ``close`` and ``compact_into`` hold the writer
+  side: a call that began before finishes on the old set (and compaction
+  copies it), one that begins after gets ``StoreClosedError`` before doing
+  anything and runs again on the pinned path, which waits and reopens.
 * **Recency** is least-recently-used with a second chance for pin-free reads
   (the CLOCK approximation: a tick per read would cost a tenth of a
   retrieve; setting a bit costs nothing). A pinned use stamps ``used`` at
@@ -164,7 +166,7 @@ class MemoryMappedVectorStore:
 
     def _acquire(self, key: str) -> VectorFile:
         """Pin ``key``'s file set, opening it first if needed."""
-        with self._changed:
+        with self._lock:
             while True:
                 if self._closed:
                     raise StoreClosedError(f"the vector store at {self.root!r} is closed")
@@ -181,13 +183,13 @@ class MemoryMappedVectorStore:
         try:
             vf = self._open(key)
         except BaseException:
-            with self._changed:
+            with self._lock:
                 if self._slots.get(key) is slot and slot.gone is None:
                     del self._slots[key]
                 slot.state = CLOSING
                 self._changed.notify_all()
             raise
-        with self._changed:
+        with self._lock:
             refused = self._closed or slot.gone is not None
             if not refused:
                 slot.vf = vf
@@ -199,7 +201,7 @@ class MemoryMappedVectorStore:
             self._changed.notify_all()
         if refused:
             vf.close()
-            with self._changed:
+            with self._lock:
                 slot.state = CLOSING
                 self._changed.notify_all()
             if slot.gone is not None:
@@ -209,7 +211,7 @@ class MemoryMappedVectorStore:
         return vf
 
     def _release(self, key: str) -> None:
-        with self._changed:
+        with self._lock:
             slot = self._slots[key]
             slot.pins -= 1
             slot.used = next(self._clock)  # this use is newer than any earlier read's mark
@@ -268,7 +270,7 @@ class MemoryMappedVectorStore:
                 self._forget(key, slot)
 
     def _forget(self, key: str, slot: _Slot) -> None:
-        with self._changed:
+        with self._lock:
             if self._slots.get(key) is slot and slot.gone is None:
                 del self._slots[key]
             self._changed.notify_all()
@@ -358,7 +360,7 @@ class MemoryMappedVectorStore:
 
     def _replace(self, key: str, stale: VectorFile) -> None:
         """Close a reader's file set that was replaced or removed, so the next call reopens."""
-        with self._changed:
+        with self._lock:
             slot = self._slots.get(key)
             if slot is None or slot.vf is not stale or slot.state is not OPEN:
                 return  # another thread got here first
@@ -375,7 +377,7 @@ class MemoryMappedVectorStore:
         raises ``DatabaseNotFoundError`` even if a new database later takes its
         name (it gets a new folder, a new key).
         """
-        with self._changed:
+        with self._lock:
             slot = self._slots.get(key)
             if slot is None:
                 slot = self._slots[key] = _Slot(CLOSING)
@@ -388,13 +390,13 @@ class MemoryMappedVectorStore:
 
     def is_open(self, key: str) -> bool:
         """Whether ``key``'s files are open now."""
-        with self._changed:
+        with self._lock:
             slot = self._slots.get(key)
             return slot is not None and slot.state is OPEN
 
     def open_keys(self) -> list[str]:
         """Keys with open files, least recently used first."""
-        with self._changed:
+        with self._lock:
             slots = self._slots
             return sorted((k for k, s in slots.items() if s.state is OPEN),
                           key=lambda k: (slots[k].hot, slots[k].used))
@@ -402,7 +404,7 @@ class MemoryMappedVectorStore:
     @contextmanager
     def _pinned_all(self) -> Iterator[list[tuple[str, VectorFile]]]:
         """Pin every open file set (for flush and sync) and release them after."""
-        with self._changed:
+        with self._lock:
             if self._closed:
                 raise StoreClosedError(f"the vector store at {self.root!r} is closed")
             pinned = []
@@ -428,7 +430,7 @@ class MemoryMappedVectorStore:
             The database already has a file set.
         """
         folder = self._folder(database_id)
-        with self._changed:
+        with self._lock:
             if self._closed:
                 raise StoreClosedError(f"the vector store at {self.root!r} is closed")
             if database_id in self._slots:
@@ -441,7 +443,7 @@ class MemoryMappedVectorStore:
         except BaseException:
             self._forget(database_id, slot)
             raise
-        with self._changed:
+        with self._lock:
             slot.vf = vf
             slot.state = OPEN
             slot.used = next(self._clock)
@@ -455,7 +457,7 @@ class MemoryMappedVectorStore:
 
     def close_vector_file(self, database_id: str) -> None:
         """Checkpoint and close the file set once its users are done; nothing if not open."""
-        with self._changed:
+        with self._lock:
             slot = self._slots.get(database_id)
             if slot is None or slot.state is not OPEN:
                 return
@@ -502,7 +504,7 @@ class MemoryMappedVectorStore:
         folder = self._folder(database_id)
         new = os.path.join(self.root, _COMPACT.format(database_id))
         vf = self._acquire(database_id)
-        with self._changed:
+        with self._lock:
             slot = self._slots[database_id]
             self._take_exclusive(database_id, slot, 1)
         swapped = False
@@ -529,7 +531,7 @@ class MemoryMappedVectorStore:
             try:
                 reopened = vf if not vf.closed else self._open(database_id)
             finally:
-                with self._changed:
+                with self._lock:
                     slot.pins -= 1
                     if reopened is not None:
                         slot.vf = reopened
@@ -547,7 +549,7 @@ class MemoryMappedVectorStore:
         durable there). Every set is closed even if one fails; the first error
         is raised after. A second call does nothing.
         """
-        with self._changed:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
@@ -583,19 +585,39 @@ class MemoryMappedVectorStore:
 
     # -- vector operations ----------------------------------------------------------
 
+    def _call_unpinned(self, key: str, op: Callable[[VectorFile], T]) -> T:
+        """Run a one-step ``op`` without a pin when the set is open (see the module notes).
+
+        Only for calls that either happen whole or raise ``StoreClosedError``
+        before changing anything (one put, update, delete or get), so that
+        running them again on the pinned path is exact.
+        """
+        slot = self._slots.get(key)
+        vf = slot.vf if slot is not None else None  # read once: retire sets it to None
+        if vf is not None:
+            slot.hot = True  # type: ignore[union-attr]
+            try:
+                return op(vf)
+            except StoreClosedError:
+                pass  # closed (or moved) under us: the pinned path reopens
+        return self.call(key, op)
+
     def store_vector(self, database_id: str, vector_id: str, values: Any) -> None:
         """Store ``values`` under ``vector_id``, replacing any vector it had."""
-        self.call(database_id, lambda vf: vf.put(vector_id, values))
+        self._call_unpinned(database_id, lambda vf: vf.put(vector_id, values))
 
     def retrieve_vector(self, database_id: str, vector_id: str) -> np.ndarray | None:
         """Return a copy of the vector (float32), or ``None`` if the id is absent."""
+        # _call_unpinned written out: this is the hot read, and each Python
+        # call level costs a tenth of it.
         slot = self._slots.get(database_id)
-        if slot is not None and slot.state is OPEN:
-            slot.hot = True
+        vf = slot.vf if slot is not None else None
+        if vf is not None:
+            slot.hot = True  # type: ignore[union-attr]
             try:
-                return slot.vf.get(vector_id)  # type: ignore[union-attr]
+                return vf.get(vector_id)
             except StoreClosedError:
-                pass  # closed (or moved) under us: the pinned path reopens
+                pass
         return self.call(database_id, lambda vf: vf.get(vector_id))
 
     def update_vector(self, database_id: str, vector_id: str, values: Any) -> None:
@@ -606,11 +628,11 @@ class MemoryMappedVectorStore:
         VectorNotFoundError
             The id is absent; nothing changes.
         """
-        self.call(database_id, lambda vf: vf.update(vector_id, values))
+        self._call_unpinned(database_id, lambda vf: vf.update(vector_id, values))
 
     def delete_vector(self, database_id: str, vector_id: str) -> bool:
         """Delete the vector; return whether it existed."""
-        return self.call(database_id, lambda vf: vf.delete(vector_id))
+        return self._call_unpinned(database_id, lambda vf: vf.delete(vector_id))
 
     def batch_store(self, database_id: str, ids: Sequence[str], vectors: Any) -> None:
         """Store an (n, dimension) array under ``ids``: one growth, one C loop."""
