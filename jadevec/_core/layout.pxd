@@ -233,6 +233,7 @@ cdef extern from "jv_fileset.h" nogil:
         int read_only
         int check_reads
         int dirty
+        int changed
         int failed
         int closed
         int free_ready

@@ -751,7 +751,8 @@ cdef class VectorFile:
     def checkpoint(self):
         """Make every write so far durable (``sync``): see "Checkpoint" in the doc.
 
-        Does nothing on a read-only file set or one not written since open.
+        Does nothing (no write, no sync) on a read-only file set or one not
+        written since its last commit record.
 
         Raises
         ------
@@ -767,7 +768,9 @@ cdef class VectorFile:
             jv_wrlock(&fs.lock)
             if fs.closed:
                 rc = jv_fail(&st, JV_ST_CLOSED, JV_FILE_VEC, NULL, 0)
-            elif fs.dirty and not fs.read_only:
+            elif fs.dirty and fs.changed and not fs.read_only:
+                # Nothing written since the last commit record: that record
+                # already covers everything, so an idle set does no I/O.
                 rc = jv_fs_checkpoint(fs, JV_STATE_DIRTY, &st)
             jv_unlock(&fs.lock)
         if rc:

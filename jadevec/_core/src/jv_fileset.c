@@ -711,6 +711,9 @@ int jv_fs_begin_write(jv_fileset *fs, jv_status *st)
             return -1;
         fs->dirty = 1;
     }
+    /* Set before the write, under the writer lock: a checkpoint that finds it
+     * clear has nothing newer than the last commit record to make durable. */
+    fs->changed = 1;
     return 0;
 }
 
@@ -767,6 +770,7 @@ int jv_fs_checkpoint(jv_fileset *fs, uint32_t state, jv_status *st)
     jv_fs_fill_commit(fs, state, fs->generation + 1, map_crc, offset, &c);
     if (write_commit(fs, &c, st) != 0)
         return -1;
+    fs->changed = 0;  /* the writer lock is held: no write ran since the sync */
     fs->area_current = target;
     /* 4. Every table page now belongs to this commit; release what the
      * reuse rules allow. */

@@ -116,6 +116,7 @@ typedef struct jv_fileset {
     int read_only;
     int check_reads;
     int dirty;                  /* a dirty commit was written since open */
+    int changed;                /* a write began since the last commit record */
     int failed;                 /* a sync failed: refuse writes */
     int closed;
     int free_ready;             /* free slots and pages computed */
