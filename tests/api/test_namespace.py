@@ -9,6 +9,7 @@ import jadevec.testing
 
 PUBLIC = {
     "__version__", "open", "Store", "Database", "available_backends", "simd_info",
+    "install_signal_handlers",
     "JadevecError", "InvalidInputError", "InvalidNameError", "DimensionMismatchError",
     "DatabaseExistsError", "DatabaseNotFoundError", "VectorNotFoundError", "StoreClosedError",
     "StoreNotFoundError", "StoreLockedError", "ReadOnlyError", "CorruptionError",
