@@ -61,7 +61,7 @@ def test_public_names_are_documented():
     for name in PUBLIC - {"__version__"}:
         assert getattr(jadevec, name).__doc__, name
     for name in ("create_database", "get_database", "list_databases", "delete_database",
-                 "flush", "sync", "close", "verify"):
+                 "flush", "sync", "close", "verify", "backup"):
         assert getattr(jadevec.Store, name).__doc__, name
     for name in ("store", "retrieve", "update", "delete", "batch_store", "batch_retrieve",
                  "list_vectors", "get_metadata", "search", "compact"):
