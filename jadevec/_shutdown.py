@@ -133,8 +133,8 @@ def install_signal_handlers() -> None:
     default action (the process dies by the signal) or the previous Python
     handler (for SIGINT, ``KeyboardInterrupt`` is raised). A signal that was
     ignored stays ignored. Importing jadevec installs nothing; call this once
-    from the main thread of an application (the command line tool does).
-    Calling it again changes nothing.
+    from the main thread of an application (a command line tool or a server,
+    at start). Calling it again changes nothing.
 
     Raises
     ------
