@@ -7,11 +7,13 @@
 ...     db.search(query, k=5)
 
 This package only re-exports the public names: :func:`open`, :class:`Store`,
-:class:`Database`, :func:`available_backends`, :func:`simd_info` and every
-error class. Importing it loads no backend; each is imported on first use.
+:class:`Database`, :func:`available_backends`, :func:`simd_info`,
+:func:`install_signal_handlers` and every error class. Importing it loads no
+backend (each is imported on first use) and installs no signal handler.
 """
 
 from jadevec._api import Database, Store, open, simd_info
+from jadevec._shutdown import install_signal_handlers
 from jadevec.backends.registry import available_backends
 from jadevec.errors import (
     BackendLoadError,
@@ -45,6 +47,7 @@ __all__ = [
     "Database",
     "available_backends",
     "simd_info",
+    "install_signal_handlers",
     "JadevecError",
     "InvalidInputError",
     "InvalidNameError",

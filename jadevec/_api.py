@@ -30,6 +30,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
+import shutil
 import weakref
 from pathlib import Path
 from typing import Any
@@ -330,6 +332,58 @@ class Store:
         self._check_open()
         return self._backend.verify()
 
+    def backup(self, dest: str | os.PathLike[str]) -> None:
+        """Write a consistent copy of the whole store to the new folder ``dest``.
+
+        Writers may go on meanwhile (each database's writers wait only while
+        its own files are copied). Every database in the copy is one committed
+        state holding every write acknowledged before ``backup()`` began, its
+        metadata paired with its vectors; a database created after the call
+        began may be missing. The copy is written to a temporary folder beside
+        ``dest`` and renamed into place once complete and synced, so a crash
+        never leaves half a backup at ``dest``. Open it with
+        ``jadevec.open(dest, backend=...)`` like any store.
+
+        Parameters
+        ----------
+        dest : str or os.PathLike
+            A path that does not exist yet; missing parent folders are made.
+
+        Raises
+        ------
+        InvalidInputError
+            ``dest`` is not a path, or it exists.
+        UnsupportedError
+            The backend cannot make backups (``memory`` keeps nothing on disk),
+            or the store was opened with ``read_only=True``.
+        """
+        self._check_open()
+        if not type(self._backend).supports_backup:
+            raise UnsupportedError(
+                f"the {self._backend_name!r} backend does not support backup()")
+        if not isinstance(dest, (str, os.PathLike)) or isinstance(dest, bytes):
+            raise InvalidInputError(
+                f"dest must be a str or os.PathLike, got {type(dest).__name__} {dest!r}")
+        fspath = os.fspath(dest)
+        if not isinstance(fspath, str) or not fspath:
+            raise InvalidInputError(f"dest must be a non-empty str or path-like, got {dest!r}")
+        target = Path(os.path.abspath(fspath))
+        if os.path.lexists(target):
+            raise InvalidInputError(f"dest must not exist, but {str(target)!r} does")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = target.parent / f".{target.name}.backup-{secrets.token_hex(6)}"
+        work.mkdir()
+        try:
+            self._backend.backup(work)
+            if os.path.lexists(target):
+                raise InvalidInputError(
+                    f"dest must not exist, but {str(target)!r} appeared during the backup")
+            os.rename(work, target)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        _fsync_dir(target.parent)
+
     def close(self) -> None:
         """Checkpoint and release every file, lock and thread. A second call does nothing.
 
@@ -584,6 +638,15 @@ def simd_info() -> dict[str, Any]:
     from jadevec._core import kernels
 
     return kernels.simd_info()
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a folder's entries (a backup renamed into it) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class _Lifetime:

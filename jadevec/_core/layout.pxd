@@ -233,6 +233,7 @@ cdef extern from "jv_fileset.h" nogil:
         int read_only
         int check_reads
         int dirty
+        int changed
         int failed
         int closed
         int free_ready
@@ -258,6 +259,15 @@ cdef extern from "jv_fileset.h" nogil:
                   int must_exist, jv_status *st)
     int jv_fs_delete(jv_fileset *fs, uint64_t h, const char *key, uint32_t n, jv_status *st)
     int jv_fs_checkpoint(jv_fileset *fs, uint32_t state, jv_status *st)
+    ctypedef struct jv_pending:
+        jv_commit commit
+        int target
+        uint64_t generation
+        jv_map *maps[4]
+        uint64_t sizes[4]
+    int jv_fs_checkpoint_begin(jv_fileset *fs, uint32_t state, jv_pending *p, jv_status *st)
+    int jv_fs_checkpoint_sync(jv_pending *p, jv_status *st)
+    int jv_fs_checkpoint_end(jv_fileset *fs, jv_pending *p, int sync_rc, jv_status *st)
     int jv_fs_flush(jv_fileset *fs, jv_status *st)
     int jv_fs_build_free(jv_fileset *fs, const jv_table *committed, jv_status *st)
     int jv_fs_build_skip(jv_fileset *fs, jv_status *st)

@@ -7,6 +7,7 @@ cdef class VectorFile:
     cdef readonly str path
     cdef object _report
     cdef int fork_epoch
+    cdef object _checkpoint_lock
 
     cdef int check_usable(self) except -1
     cdef int _put(self, object vector_id, object values, bint must_exist) except -1

@@ -17,9 +17,12 @@ Two modes:
 
 Thread rules: one reader-writer lock per file set, always taken with the GIL
 released (``with nogil``), so no thread ever blocks on it while holding the
-GIL. Writer mode: reads take the read side, writes and checkpoints the write
-side. Reader mode: every call takes the read side (only ``close`` takes the
-write side); the snapshot a call holds keeps its mappings alive.
+GIL. Writer mode: reads take the read side, writes the write side, and a
+checkpoint the write side only to build its commit and to write the commit
+record (its syncs run without it; checkpoints, close and compaction are
+serialised by a lock of their own). Reader mode: every call takes the read
+side (only ``close`` takes the write side); the snapshot a call holds keeps
+its mappings alive.
 
 Fork: a file set inherited by a forked child refuses every call
 (``StoreClosedError``) and is released without writing anything; the child
@@ -53,7 +56,10 @@ from jadevec._core.layout cimport (
     jv_fail,
     jv_fs_begin_write,
     jv_fs_build_skip,
-    jv_fs_checkpoint,
+    jv_fs_checkpoint_begin,
+    jv_fs_checkpoint_end,
+    jv_fs_checkpoint_sync,
+    jv_pending,
     jv_fs_close,
     jv_fs_delete,
     jv_fs_flush,
@@ -81,6 +87,7 @@ from jadevec._core.mapped_file cimport jv_map, jv_rdlock, jv_unlock, jv_wrlock, 
 from jadevec._core.recovery cimport load, verify_fileset
 
 import os
+import threading
 
 import numpy as np
 
@@ -225,6 +232,9 @@ cdef class VectorFile:
         self.path = "<VectorFile not opened>"
         self._report = None
         self.fork_epoch = _fork_epoch
+        # Serialises checkpoints with each other and with close and
+        # compaction, since a checkpoint syncs without the writer lock.
+        self._checkpoint_lock = threading.Lock()
 
     def __dealloc__(self):
         # A file set nobody closed: close it (a writer's gets its clean
@@ -751,7 +761,12 @@ cdef class VectorFile:
     def checkpoint(self):
         """Make every write so far durable (``sync``): see "Checkpoint" in the doc.
 
-        Does nothing on a read-only file set or one not written since open.
+        Does nothing (no write, no sync) on a read-only file set or one not
+        written since its last commit record. The writer lock is held only to
+        build the commit (in memory) and to write its record: the syncs of
+        the data, slot, index and id files in between run without it, so
+        writers and readers of this set go on meanwhile (what they change is
+        not named by the pending commit; see ``jv_fs_checkpoint_begin``).
 
         Raises
         ------
@@ -760,16 +775,29 @@ cdef class VectorFile:
             every later write) until reopened.
         """
         cdef jv_status st
+        cdef jv_pending pending
         cdef int rc = 0
-        self.check_usable()
-        cdef jv_fileset *fs = self.fs
-        with nogil:
-            jv_wrlock(&fs.lock)
-            if fs.closed:
-                rc = jv_fail(&st, JV_ST_CLOSED, JV_FILE_VEC, NULL, 0)
-            elif fs.dirty and not fs.read_only:
-                rc = jv_fs_checkpoint(fs, JV_STATE_DIRTY, &st)
-            jv_unlock(&fs.lock)
+        cdef int sync_rc = 0
+        cdef bint started = False
+        cdef jv_fileset *fs
+        with self._checkpoint_lock:
+            self.check_usable()
+            fs = self.fs
+            with nogil:
+                jv_wrlock(&fs.lock)
+                if fs.closed:
+                    rc = jv_fail(&st, JV_ST_CLOSED, JV_FILE_VEC, NULL, 0)
+                elif fs.dirty and fs.changed and not fs.read_only:
+                    # Nothing written since the last commit record: that record
+                    # already covers everything, so an idle set does no I/O.
+                    rc = jv_fs_checkpoint_begin(fs, JV_STATE_DIRTY, &pending, &st)
+                    started = rc == 0
+                jv_unlock(&fs.lock)
+                if started:
+                    sync_rc = jv_fs_checkpoint_sync(&pending, &st)
+                    jv_wrlock(&fs.lock)
+                    rc = jv_fs_checkpoint_end(fs, &pending, sync_rc, &st)
+                    jv_unlock(&fs.lock)
         if rc:
             raise_status(self.path, &st)
 
@@ -800,10 +828,11 @@ cdef class VectorFile:
         cdef jv_fileset *fs = self.fs
         if fs == NULL:
             return
-        with nogil:
-            jv_wrlock(&fs.lock)
-            rc = jv_fs_close(fs, inherited, &st)
-            jv_unlock(&fs.lock)
+        with self._checkpoint_lock:
+            with nogil:
+                jv_wrlock(&fs.lock)
+                rc = jv_fs_close(fs, inherited, &st)
+                jv_unlock(&fs.lock)
         if rc:
             raise_status(self.path, &st)
 
@@ -850,11 +879,12 @@ cdef class VectorFile:
             raise_status(self.path, &st)
         dest = os.path.abspath(os.fsdecode(os.fspath(dest)))
         cdef jv_fileset *fs = self.fs
-        with nogil:
-            jv_wrlock(&fs.lock)
-        try:
-            if fs.closed:
-                raise StoreClosedError(f"{self.path}: the vector file set is closed")
-            compact_into(fs, self.path, dest)
-        finally:
-            jv_unlock(&fs.lock)
+        with self._checkpoint_lock:
+            with nogil:
+                jv_wrlock(&fs.lock)
+            try:
+                if fs.closed:
+                    raise StoreClosedError(f"{self.path}: the vector file set is closed")
+                compact_into(fs, self.path, dest)
+            finally:
+                jv_unlock(&fs.lock)

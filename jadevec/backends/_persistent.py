@@ -24,23 +24,26 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 from jadevec._core.crashpoints import crash_point
+from jadevec._core.vector_file import FILE_NAMES, VectorFile
 from jadevec.backends._catalog import (
     CREATING,
     LIVE,
     VECTORS_DIR,
     Catalog,
     CatalogEntry,
+    fsync_dir,
     new_folder_id,
 )
 from jadevec.backends._checkpoint import Checkpointer
 from jadevec.backends._database import PersistentDatabase
-from jadevec.backends._pairing import UNKNOWN, fingerprints, resolve
+from jadevec.backends._pairing import UNKNOWN, Record, fingerprints, resolve
 from jadevec.backends._recovery import recover_store, remove_folder
 from jadevec.backends._store_lock import WriterLock
 from jadevec.backends._vector_store import MemoryMappedVectorStore
@@ -59,9 +62,13 @@ from jadevec.errors import (
     ReadOnlyError,
     StoreClosedError,
     StoreNotFoundError,
+    UnsupportedError,
 )
 
 __all__ = ["PersistentBackend"]
+
+# The reader table of a file set: never copied by a backup.
+READERS_FILE = FILE_NAMES[-1]
 
 log = logging.getLogger("jadevec")
 
@@ -80,6 +87,7 @@ class PersistentBackend(Backend):
 
     persistent: ClassVar[bool] = True
     supports_metadata: ClassVar[bool] = True
+    supports_backup: ClassVar[bool] = True
     #: A file whose presence marks ``path`` as a store of this backend.
     catalog_file: ClassVar[str]
     backend_name: ClassVar[str] = "persistent"
@@ -275,6 +283,78 @@ class PersistentBackend(Backend):
         self._catalog.drop(entry.folder)
         crash_point("delete:files")
         self._catalog.finish_delete(entry)
+
+    # -- backup ------------------------------------------------------------------
+
+    def backup(self, dest: Path) -> None:
+        """Copy every database, one at a time, each at one commit, into ``dest``.
+
+        For each database live when the call starts: with its write lock held
+        (its writers wait; other databases go on) and its file set pinned (no
+        eviction or close rewrites a header under the copy), a checkpoint
+        commits everything acknowledged, the four data files are copied and
+        fsynced (an idle checkpoint writes nothing, so the files hold exactly
+        that commit), and its metadata records are read. Outside the locks the
+        copy is opened once and closed, which turns its commit into a clean
+        one, and the records go into a catalog written afresh in ``dest``
+        (``commit_create`` then ``rewrite``, the catalog's own crash-safe
+        paths), marked clean. A database deleted during the backup is left
+        out; one created after it began is not copied.
+        """
+        if self._read_only:
+            raise UnsupportedError(
+                f"backup() needs the store opened for writing (its checkpoints make "
+                f"each database's files one commit); {str(self.path)!r} is read-only")
+        self._check_open()
+        with self._catalog_lock:
+            self._check_open()
+            handles = [(entry, self._handle(entry)) for entry in self._databases.values()]
+        vectors_dir = dest / VECTORS_DIR
+        vectors_dir.mkdir()
+        copied: list[tuple[CatalogEntry, dict[str, Record]]] = []
+        for entry, handle in handles:
+            folder = vectors_dir / entry.folder
+            try:
+                with handle._write_lock:
+                    records = self._vectors.call(
+                        entry.folder,
+                        lambda vf, entry=entry, folder=folder: self._copy_files(vf, entry,
+                                                                                folder))
+            except DatabaseNotFoundError:
+                if folder.exists():
+                    shutil.rmtree(folder)
+                continue  # deleted since the backup began
+            VectorFile.open(os.fspath(folder)).close()  # recovers nothing, commits clean
+            copied.append((entry, records))
+        fsync_dir(vectors_dir)
+        catalog = self._open_catalog(dest, False)
+        try:
+            for entry, records in copied:
+                catalog.begin_create(entry)
+                catalog.commit_create(entry)
+                if records:
+                    catalog.rewrite(entry.folder, records)
+            catalog.set_clean(True)
+            catalog.sync()
+        finally:
+            catalog.close()
+        fsync_dir(dest)
+
+    def _copy_files(self, vf: VectorFile, entry: CatalogEntry,
+                    folder: Path) -> dict[str, Record]:
+        """Commit ``vf`` and copy its data files into ``folder`` (write lock and pin held)."""
+        vf.checkpoint()
+        folder.mkdir()
+        for name in FILE_NAMES:
+            if name == READERS_FILE:
+                continue  # who reads the source; the copy's first open makes its own
+            with open(os.path.join(vf.path, name), "rb") as src, \
+                    open(folder / name, "xb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+        fsync_dir(folder)
+        return self._catalog.all(entry.folder)
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -25,10 +25,10 @@ database deleted under a live handle, ``VectorNotFoundError``,
 ``CorruptionError``...), and must return copies, never views into its storage.
 
 Capabilities are class attributes, not caught ``NotImplementedError``s:
-``persistent`` (data survives ``close`` and a new process) and
-``supports_metadata``. Backend-specific store options are declared in
-``extra_options`` (name -> default); the public API rejects any other keyword
-by name before the backend is built.
+``persistent`` (data survives ``close`` and a new process),
+``supports_metadata`` and ``supports_backup``. Backend-specific store options
+are declared in ``extra_options`` (name -> default); the public API rejects
+any other keyword by name before the backend is built.
 
 A persistent backend that keeps one writer process per store takes
 :class:`WriterLock` (an ``flock`` on ``<store>/``:data:`LOCK_FILE`, the lock
@@ -49,6 +49,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from jadevec.backends._store_lock import LOCK_FILE, WriterLock
+from jadevec.errors import UnsupportedError
 
 __all__ = [
     "LOCK_FILE",
@@ -208,6 +209,9 @@ class Backend(ABC):
     supports_metadata: ClassVar[bool] = True
     #: Backend-specific options (name -> default) accepted by ``jadevec.open``.
     extra_options: ClassVar[Mapping[str, Any]] = {}
+    #: Whether :meth:`backup` is implemented (``Store.backup`` raises
+    #: ``UnsupportedError`` before calling it otherwise).
+    supports_backup: ClassVar[bool] = False
 
     @abstractmethod
     def __init__(self, path: Path | None, options: StoreOptions) -> None:
@@ -261,6 +265,20 @@ class Backend(ABC):
     def recovery_report(self) -> RecoveryReport | None:
         """``None`` after a clean open, else what recovery did."""
         return None
+
+    def backup(self, dest: Path) -> None:
+        """Write a consistent copy of the whole store into the empty folder ``dest``.
+
+        Only called when :attr:`supports_backup` is true. Writers may go on
+        meanwhile: each database is copied at one committed state that holds
+        every write acknowledged before the call began, its metadata paired
+        with its vectors. The copy must open with this backend at ``dest``
+        (after the public API renames it into place) and be durable when this
+        returns (files and folders synced). ``Store.backup`` validates the
+        destination, makes the empty folder, renames it into place and
+        removes it if this raises.
+        """
+        raise UnsupportedError(f"the {type(self).__name__} backend does not support backup()")
 
 
 def exact_search(

@@ -185,6 +185,7 @@ class SqliteCatalog:
         self._lock = threading.Lock()
         self._has_rows: dict[str, bool] = {}
         self._unsynced = False  # rows committed since the last sync()
+        self._wal_pending = not read_only  # write-ahead log frames maybe not copied back
         self._db: sqlite3.Connection | None = None
         try:
             if read_only:
@@ -257,6 +258,7 @@ class SqliteCatalog:
             if full:
                 db.execute("PRAGMA synchronous=NORMAL")
         self._unsynced = not full  # a FULL commit synced every earlier one too
+        self._wal_pending = True
 
     # -- databases -----------------------------------------------------------------
 
@@ -429,8 +431,9 @@ class SqliteCatalog:
 
         One commit with ``synchronous=FULL`` syncs the whole write-ahead log,
         every earlier commit included, whatever readers do (a checkpoint
-        alone may copy nothing while a reader holds an old snapshot). An idle
-        catalog does nothing. Then a passive checkpoint keeps the log short.
+        alone may copy nothing while a reader holds an old snapshot). Then a
+        passive checkpoint keeps the log short. An idle catalog does nothing
+        at all: no commit, and no checkpoint once one has copied the whole log.
         """
         if self._read_only:
             return
@@ -439,7 +442,12 @@ class SqliteCatalog:
                 self._write(lambda db: db.execute(
                     "UPDATE store_state SET value = value WHERE key = 'clean'"), full=True)
                 self._unsynced = False
-            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if self._wal_pending:
+                busy, log_frames, copied = self.db.execute(
+                    "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                # A reader holding an old snapshot can keep frames from being
+                # copied: try again at the next sync.
+                self._wal_pending = bool(busy) or copied < log_frames
 
     def close(self) -> None:
         """Close the connection; a writer leaves the file in rollback-journal mode.

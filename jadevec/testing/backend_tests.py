@@ -50,7 +50,7 @@ Fixtures it defines (available to extra tests in your subclass): ``store``
 (from ``make_store``, closed afterwards), ``db`` (a cosine database of
 dimension 8 in it) and ``gen`` (a seeded ``numpy.random.Generator``).
 
-The tests live in seven parts, one module each, combined here: catalog
+The tests live in eight parts, one module each, combined here: catalog
 (lifecycle, names, options, closed and read-only stores), vectors (CRUD,
 batches, metadata), search (numpy reference, listing, compaction, verify),
 durability (threads, restart in a new process), lifecycle (the unhappy
@@ -64,12 +64,17 @@ vectors and compacting leaves at most 40% of the folder's bytes on disk, the
 rest bit-exact) and stress (read-only
 processes beside a writer; a writer killed during create, delete, compact and
 close), whose tests carry the ``slow`` marker (register it in your pytest
-configuration) and run ``JADEVEC_STRESS_CYCLES`` cycles (default 200). The
+configuration) and run ``JADEVEC_STRESS_CYCLES`` cycles (default 200), and
+backup (persistent backends: ``Store.backup`` while a writer thread goes on
+gives a copy that opens without recovery, passes ``verify()`` and holds every
+vector acknowledged before the call bit-exact; an existing destination is
+refused; a backend that is not persistent raises ``UnsupportedError``). The
 suite uses only ``pytest``, ``numpy`` and jadevec's public API.
 """
 
 from __future__ import annotations
 
+from jadevec.testing._backup_tests import BackupTests
 from jadevec.testing._catalog_tests import CatalogTests
 from jadevec.testing._damage_tests import DamageTests
 from jadevec.testing._durability_tests import DurabilityTests
@@ -82,7 +87,7 @@ __all__ = ["BackendTests"]
 
 
 class BackendTests(CatalogTests, VectorTests, SearchTests, DurabilityTests, LifecycleTests,
-                   DamageTests, StressTests):
+                   DamageTests, StressTests, BackupTests):
     """Conformance tests for one backend; subclass it and set the class attributes.
 
     Attributes

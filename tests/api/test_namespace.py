@@ -9,6 +9,7 @@ import jadevec.testing
 
 PUBLIC = {
     "__version__", "open", "Store", "Database", "available_backends", "simd_info",
+    "install_signal_handlers",
     "JadevecError", "InvalidInputError", "InvalidNameError", "DimensionMismatchError",
     "DatabaseExistsError", "DatabaseNotFoundError", "VectorNotFoundError", "StoreClosedError",
     "StoreNotFoundError", "StoreLockedError", "ReadOnlyError", "CorruptionError",
@@ -60,7 +61,7 @@ def test_public_names_are_documented():
     for name in PUBLIC - {"__version__"}:
         assert getattr(jadevec, name).__doc__, name
     for name in ("create_database", "get_database", "list_databases", "delete_database",
-                 "flush", "sync", "close", "verify"):
+                 "flush", "sync", "close", "verify", "backup"):
         assert getattr(jadevec.Store, name).__doc__, name
     for name in ("store", "retrieve", "update", "delete", "batch_store", "batch_retrieve",
                  "list_vectors", "get_metadata", "search", "compact"):

@@ -711,6 +711,9 @@ int jv_fs_begin_write(jv_fileset *fs, jv_status *st)
             return -1;
         fs->dirty = 1;
     }
+    /* Set before the write, under the writer lock: a checkpoint that finds it
+     * clear has nothing newer than the last commit record to make durable. */
+    fs->changed = 1;
     return 0;
 }
 
@@ -728,13 +731,13 @@ static int sync_all(jv_fileset *fs, int async_, jv_status *st)
     return 0;
 }
 
-int jv_fs_checkpoint(jv_fileset *fs, uint32_t state, jv_status *st)
+/* Step 1 of a checkpoint: the map areas sized for the current table (growth
+ * first, so a full disk fails here with nothing changed) and the table's map
+ * copied into the area the newest commit does not use. */
+static int write_map(jv_fileset *fs, int *target, uint64_t *offset, uint32_t *map_crc,
+                     jv_status *st)
 {
     uint64_t tp = jv_table_pages(&fs->table), need = area_pages_for(tp), first, i;
-    if (fs->failed)
-        return jv_fail(st, JV_ST_FAILED, JV_FILE_VEC, NULL, 0);
-    /* 1. The map areas: sized for the current table, two of them. Growth
-     * comes first, so a full disk fails here with nothing changed. */
     if (need != fs->area_pages) {
         if (jv_retired_reserve(&fs->pages.retired, 2 * fs->area_pages) != 0)
             return jv_fail_os(st, ENOMEM, JV_FILE_INDEX, "allocate the retired list");
@@ -752,11 +755,24 @@ int jv_fs_checkpoint(jv_fileset *fs, uint32_t state, jv_status *st)
             return -1;
         fs->area[1 - fs->area_current] = (uint32_t)first;
     }
-    int target = 1 - fs->area_current;
-    uint64_t offset = (uint64_t)fs->area[target] << JV_PAGE_SHIFT;
+    *target = 1 - fs->area_current;
+    *offset = (uint64_t)fs->area[*target] << JV_PAGE_SHIFT;
     uint64_t bytes = tp * sizeof(uint32_t);
-    memcpy(fs->f[JV_FILE_INDEX].map->base + offset, fs->table.map, bytes);
-    uint32_t map_crc = jv_crc32c(0, fs->table.map, bytes);
+    memcpy(fs->f[JV_FILE_INDEX].map->base + *offset, fs->table.map, bytes);
+    *map_crc = jv_crc32c(0, fs->table.map, bytes);
+    return 0;
+}
+
+int jv_fs_checkpoint(jv_fileset *fs, uint32_t state, jv_status *st)
+{
+    int target;
+    uint64_t offset;
+    uint32_t map_crc;
+    if (fs->failed)
+        return jv_fail(st, JV_ST_FAILED, JV_FILE_VEC, NULL, 0);
+    /* 1. The map, in the area the newest commit does not use. */
+    if (write_map(fs, &target, &offset, &map_crc, st) != 0)
+        return -1;
     /* 2. Everything the commit names reaches the disk ... */
     if (sync_all(fs, 0, st) != 0) {
         fs->failed = 1;  /* fsyncgate: a failed sync cannot be retried safely */
@@ -767,11 +783,82 @@ int jv_fs_checkpoint(jv_fileset *fs, uint32_t state, jv_status *st)
     jv_fs_fill_commit(fs, state, fs->generation + 1, map_crc, offset, &c);
     if (write_commit(fs, &c, st) != 0)
         return -1;
+    fs->changed = 0;  /* the writer lock is held: no write ran since the sync */
     fs->area_current = target;
     /* 4. Every table page now belongs to this commit; release what the
      * reuse rules allow. */
     jv_pages_committed(&fs->pages);
     fs->table.owned_pages = 0;
+    release_retired(fs);
+    return 0;
+}
+
+int jv_fs_checkpoint_begin(jv_fileset *fs, uint32_t state, jv_pending *p, jv_status *st)
+{
+    uint64_t offset;
+    uint32_t map_crc;
+    if (fs->failed)
+        return jv_fail(st, JV_ST_FAILED, JV_FILE_VEC, NULL, 0);
+    if (write_map(fs, &p->target, &offset, &map_crc, st) != 0)
+        return -1;
+    jv_fs_fill_commit(fs, state, fs->generation + 1, map_crc, offset, &p->commit);
+    p->generation = fs->generation;
+    static const int order[] = {JV_FILE_SLOTS, JV_FILE_INDEX, JV_FILE_IDS, JV_FILE_VEC};
+    for (int i = 0; i < 4; i++) {
+        p->maps[i] = fs->f[order[i]].map;
+        jv_map_retain(p->maps[i]);
+        p->sizes[i] = fs->f[order[i]].size;
+    }
+    /* Nothing the pending commit names may change before a newer commit:
+     * its table pages are committed (a writer copies a page before changing
+     * it), and whatever is retired from now on (pages dropped, slots of
+     * deleted or replaced vectors) is tagged with its generation, so the
+     * reuse rules keep it until a commit after it. Rows and slot records of
+     * live slots are never written in place. */
+    jv_pages_committed(&fs->pages);
+    fs->table.owned_pages = 0;
+    fs->pages.tag = p->commit.generation;
+    fs->changed = 0;  /* writes from here on are after this commit */
+    return 0;
+}
+
+int jv_fs_checkpoint_sync(jv_pending *p, jv_status *st)
+{
+    static const int order[] = {JV_FILE_SLOTS, JV_FILE_INDEX, JV_FILE_IDS, JV_FILE_VEC};
+    for (int i = 0; i < 4; i++) {
+        /* The vectors file from its rows on: its header page is written on its own. */
+        uint64_t from = order[i] == JV_FILE_VEC ? JV_HEADER_PAGE : 0;
+        if (p->sizes[i] <= from)
+            continue;
+        int rc = jv_sync(p->maps[i]->base + from, p->sizes[i] - from, 0);
+        if (rc)
+            return jv_fail_os(st, rc, order[i], "msync");
+    }
+    return 0;
+}
+
+int jv_fs_checkpoint_end(jv_fileset *fs, jv_pending *p, int sync_rc, jv_status *st)
+{
+    for (int i = 0; i < 4; i++) {
+        jv_map_release(p->maps[i]);
+        p->maps[i] = NULL;
+    }
+    if (sync_rc != 0) {
+        fs->failed = 1;  /* fsyncgate: a failed sync cannot be retried safely */
+        fs->changed = 1;
+        return -1;
+    }
+    if (fs->closed)
+        return jv_fail(st, JV_ST_CLOSED, JV_FILE_VEC, NULL, 0);
+    if (fs->generation != p->generation) {
+        fs->changed = 1;  /* another commit came first: the next tick writes anew */
+        return 0;
+    }
+    if (write_commit(fs, &p->commit, st) != 0) {
+        fs->changed = 1;
+        return -1;
+    }
+    fs->area_current = p->target;
     release_retired(fs);
     return 0;
 }
@@ -827,7 +914,7 @@ int jv_fs_put(jv_fileset *fs, uint64_t h, const char *key, uint32_t n, const flo
     if (fs->skip)
         fs->skip[slot] = 0;
     if (rc == JV_FOUND) {
-        jv_retired_push(&fs->retired_slots, old, fs->generation);
+        jv_retired_push(&fs->retired_slots, old, fs->pages.tag);
         if (fs->skip)
             fs->skip[old] = 1;
         return 1;
@@ -865,7 +952,7 @@ int jv_fs_delete(jv_fileset *fs, uint64_t h, const char *key, uint32_t n, jv_sta
     jv_slot_seal(&rec);
     memcpy(jv_fs_slot(fs, slot), &rec, sizeof rec);
     jv_table_remove(&fs->table, pos);
-    jv_retired_push(&fs->retired_slots, slot, fs->generation);
+    jv_retired_push(&fs->retired_slots, slot, fs->pages.tag);
     if (fs->skip)
         fs->skip[slot] = 1;
     return 1;

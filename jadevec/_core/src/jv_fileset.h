@@ -116,6 +116,7 @@ typedef struct jv_fileset {
     int read_only;
     int check_reads;
     int dirty;                  /* a dirty commit was written since open */
+    int changed;                /* a write began since the last commit record */
     int failed;                 /* a sync failed: refuse writes */
     int closed;
     int free_ready;             /* free slots and pages computed */
@@ -186,8 +187,30 @@ int jv_fs_put(jv_fileset *fs, uint64_t h, const char *key, uint32_t n, const flo
 /* Delete one id: 1 deleted, 0 absent. */
 int jv_fs_delete(jv_fileset *fs, uint64_t h, const char *key, uint32_t n, jv_status *st);
 /* Write a commit of `state` (sync first); then release what the reuse rules
- * allow. */
+ * allow. The writer lock is held throughout. */
 int jv_fs_checkpoint(jv_fileset *fs, uint32_t state, jv_status *st);
+
+/* A checkpoint in three steps, so that the long syncs run without the writer
+ * lock (the caller serialises checkpoints, close and compaction by a lock of
+ * its own):
+ *   begin  (writer lock held): the commit of the state now is built but not
+ *          written; from here writers copy the index pages it names instead
+ *          of changing them, and what they retire is tagged with its
+ *          generation, so nothing it names changes until a newer commit;
+ *   sync   (no lock): every file, up to its size at begin, reaches the disk;
+ *   end    (writer lock held): the commit record is written and synced,
+ *          unless the sync failed (the set is then failed) or another
+ *          commit came first. */
+typedef struct jv_pending {
+    jv_commit commit;
+    int target;                 /* the map area the commit's map is in */
+    uint64_t generation;        /* fs->generation at begin */
+    jv_map *maps[4];            /* retained: a growth may replace the mappings */
+    uint64_t sizes[4];
+} jv_pending;
+int jv_fs_checkpoint_begin(jv_fileset *fs, uint32_t state, jv_pending *p, jv_status *st);
+int jv_fs_checkpoint_sync(jv_pending *p, jv_status *st);
+int jv_fs_checkpoint_end(jv_fileset *fs, jv_pending *p, int sync_rc, jv_status *st);
 /* msync(MS_ASYNC) of every file: a hint, not a barrier. */
 int jv_fs_flush(jv_fileset *fs, jv_status *st);
 /* Compute free slots and pages of a freshly opened (or recovered) writer:

@@ -107,6 +107,7 @@ class LmdbBackend(Backend):
 
     persistent: ClassVar[bool] = True
     supports_metadata: ClassVar[bool] = True
+    supports_backup: ClassVar[bool] = True
     extra_options: ClassVar[Mapping[str, Any]] = {"map_size": 256 << 20, "lmdb_sync": True}
 
     def __init__(self, path: Path | None, options: StoreOptions) -> None:
@@ -337,6 +338,18 @@ class LmdbBackend(Backend):
         before, after = self._shared.compact()
         logger.info("compacted %s: %d -> %d bytes", self._shared.data_path, before, after)
         return before, after
+
+    # -- backup -----------------------------------------------------------------------------
+
+    def backup(self, dest: Path) -> None:
+        """Copy the store's newest commit (LMDB's compacting copy) into ``dest``, marked clean.
+
+        The whole store is one LMDB environment, so the copy is one commit of
+        every database at once; writers go on meanwhile. See
+        ``SharedEnvironment.backup``.
+        """
+        self._check(write=False)
+        self._shared.backup(dest)
 
     # -- durability -------------------------------------------------------------------------
 

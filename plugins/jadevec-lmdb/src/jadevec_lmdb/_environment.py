@@ -393,6 +393,40 @@ class SharedEnvironment:
                 shutil.rmtree(folder, ignore_errors=True)
             return before, os.path.getsize(self.data_path)
 
+    def backup(self, folder: Path) -> None:
+        """Write the newest commit of the store into the empty ``folder``, marked clean.
+
+        LMDB's compacting copy (``mdb_env_copy2``) reads one snapshot in one
+        read transaction, so the copy is one commit of the whole store while
+        writers go on. The copy's ``clean`` field is then set to 1 in its own
+        transaction (the source's writer holds it at 0 while it runs), so the
+        copy opens without reporting an unclean shutdown. Everything is
+        fsynced before this returns.
+        """
+        copy = folder / DATA_FILE
+        try:
+            fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                with self.gate.shared():
+                    self._check_open()
+                    self.env.copyfd(fd, compact=True)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            # No lock file: nothing else knows the folder yet.
+            env = lmdb.open(str(folder), map_size=max(self._map_size, os.path.getsize(copy)),
+                            subdir=True, max_dbs=len(SUBDATABASES), lock=False, create=False)
+            try:
+                with env.begin(write=True) as txn:
+                    meta = env.open_db(b"meta", txn=txn, create=False)
+                    txn.put(b"clean", b"\x01", db=meta)
+                env.sync(True)
+            finally:
+                env.close()
+        except lmdb.Error as exc:
+            raise translate(exc, copy) from exc
+        _fsync_dir(folder)
+
     def _reopen_locked(self, check: bool) -> None:
         """Open LMDB again on whatever ``data.mdb`` is now (registry lock and gate held)."""
         try:
