@@ -7,6 +7,8 @@ returns the finished process (``returncode``, ``stdout``, ``stderr`` as text);
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -44,6 +46,27 @@ def jv(store_dir: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         return subprocess.run(command(data_dir or store_dir, *args, backend=backend),
                               capture_output=True, text=True, timeout=timeout,
                               env=environment())
+    return run
+
+
+@pytest.fixture
+def here(store_dir: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Like ``jv``, but runs ``jadevec.cli.main`` in this process (no interpreter start-up).
+
+    For the many small error cases; ``jv`` covers the real process around them.
+    """
+    from jadevec.cli import main
+
+    def run(*args: str, backend: str | None = None,
+            data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+        argv = command(data_dir or store_dir, *args, backend=backend)[3:]
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exit_:  # argparse: --help, usage errors
+                code = exit_.code if isinstance(exit_.code, int) else 1
+        return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
     return run
 
 

@@ -30,10 +30,10 @@ def one_line_error(done: subprocess.CompletedProcess[str], code: int, *fragments
 
 
 @pytest.fixture
-def docs(jv):
-    """A store with an empty cosine database ``docs`` of dimension 4."""
-    assert jv("create", "--database", "docs", "--dimension", "4").returncode == 0
-    return jv
+def docs(here):
+    """A store with an empty cosine database ``docs`` of dimension 4; runs commands in-process."""
+    assert here("create", "--database", "docs", "--dimension", "4").returncode == 0
+    return here
 
 
 def count(jv, database: str = "docs") -> int:
@@ -52,6 +52,12 @@ GOOD = '{"id": "a", "values": [1, 2, 3, 4]}'
 
 # ---------------------------------------------------------------- usage (2)
 
+def test_usage_errors_from_a_real_process(jv):
+    done = jv("frobnicate")
+    assert done.returncode == 2
+    assert "usage:" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("argv", [
     [], ["frobnicate"], ["create", "--database", "x"], ["count"],
     ["create", "--database", "x", "--dimension", "four"],
@@ -59,17 +65,18 @@ GOOD = '{"id": "a", "values": [1, 2, 3, 4]}'
                                    "--vector-file", "f"],
     ["create", "--database", "x", "--dimension", "3", "--metric", "hamming"],
 ])
-def test_usage_errors_exit_2(jv, argv):
-    done = jv(*argv)
+def test_usage_errors_exit_2(here, argv):
+    done = here(*argv)
     assert done.returncode == 2
     assert "usage:" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_help_of_every_command_shows_an_example(jv):
+def test_help_of_every_command_shows_an_example(jv, here):
     from jadevec.cli._commands import COMMANDS
 
+    assert "example:\n  jadevec count" in jv("count", "--help").stdout
     for name in COMMANDS:
-        done = jv(name, "--help")
+        done = here(name, "--help")
         assert done.returncode == 0
         assert "example:\n  jadevec " + name in done.stdout, name
     assert jv("--version").stdout.strip().startswith("jadevec ")
@@ -77,9 +84,10 @@ def test_help_of_every_command_shows_an_example(jv):
 
 # ------------------------------------------------------------ user errors (1)
 
-def test_insert_into_a_missing_database_says_how_to_create_it(docs, tmp_path):
+def test_insert_into_a_missing_database_says_how_to_create_it(jv, tmp_path):
+    assert jv("create", "--database", "docs", "--dimension", "4").returncode == 0
     source = lines_file(tmp_path / "r.jsonl", GOOD)
-    one_line_error(docs("insert", "--database", "nope", "--file", source), 1,
+    one_line_error(jv("insert", "--database", "nope", "--file", source), 1,
                    "no database named 'nope'", "jadevec create --database nope --dimension N")
 
 
@@ -199,13 +207,16 @@ def test_commands_on_missing_things(docs):
     one_line_error(docs("list", backend="nosuch"), 1, "nosuch")
 
 
-def test_debug_prints_the_traceback(docs):
-    done = docs("--debug", "count", "--database", "other")
+def test_debug_prints_the_traceback(jv):
+    assert jv("create", "--database", "docs", "--dimension", "4").returncode == 0
+    done = jv("--debug", "count", "--database", "other")
     assert done.returncode == 1 and "Traceback" in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("jadevec: error: ")
 
 
-def test_a_store_locked_by_another_writer_names_its_pid(docs, store_dir, tmp_path):
+def test_a_store_locked_by_another_writer_names_its_pid(jv, store_dir, tmp_path):
+    docs = jv
+    assert jv("create", "--database", "docs", "--dimension", "4").returncode == 0
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, jadevec; s = jadevec.open(sys.argv[1]); print('open', flush=True); "
@@ -226,7 +237,9 @@ def test_a_store_locked_by_another_writer_names_its_pid(docs, store_dir, tmp_pat
 
 # --------------------------------------------------------------- damage (3)
 
-def test_verify_reports_damage_with_exit_3(docs, store_dir, tmp_path):
+def test_verify_reports_damage_with_exit_3(jv, store_dir, tmp_path):
+    docs = jv
+    assert jv("create", "--database", "docs", "--dimension", "4").returncode == 0
     vectors = np.random.default_rng(5).standard_normal((2000, 4)).astype(np.float32)
     np.save(tmp_path / "v.npy", vectors)
     assert docs("insert", "--database", "docs", "--file", tmp_path / "v.npy").returncode == 0

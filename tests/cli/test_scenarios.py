@@ -77,11 +77,17 @@ def test_ten_databases_of_1000_vectors_verified_by_new_processes(jv, store_dir, 
         report = json.loads(out)
         assert report == {"ok": True, "problems": [], "databases": 1, "vectors": 1000}
     # Every vector, read back by yet another process per database, bit for bit.
+    exporters = [subprocess.Popen(command(store_dir, "export", "--database", name, "--out",
+                                          tmp_path / f"{name}-out.npy"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=environment())
+                 for name in expected]
+    for process in exporters:
+        _out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
     for name, vectors in expected.items():
-        out = tmp_path / f"{name}-out.npy"
-        assert jv("export", "--database", name, "--out", out).returncode == 0
         ids = (tmp_path / f"{name}-out.ids").read_text().split("\n")[:-1]
-        exported = np.load(out)
+        exported = np.load(tmp_path / f"{name}-out.npy")
         order = np.array([int(i) for i in ids])
         assert sorted(order.tolist()) == list(range(1000))
         assert exported.tobytes() == vectors[order].tobytes()
