@@ -278,13 +278,23 @@ def _read_back(db: jadevec.Database, ids: list[str]) -> Iterator[tuple[list[str]
         yield chunk, db.batch_retrieve(chunk)
 
 
+def _open_to_verify(args: argparse.Namespace) -> jadevec.Store:
+    """A writer when the store is free, so that an unclean shutdown is recovered first;
+    a reader beside another process's writer."""
+    if load_backend(args.backend).persistent and not Path(args.data_dir).is_dir():
+        return _open(args, write=False)  # the "no store" error
+    try:
+        return _open(args, write=True)
+    except jadevec.StoreLockedError:
+        return _open(args, write=False)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    with _open(args, write=False) as store:
+    with _open_to_verify(args) as store:
         names = [_database(store, args.database, args).name] if args.database \
             else store.list_databases()
-        report = store.verify()
-        problems = list(report.problems)
         databases = [store.get_database(name) for name in names]
+        problems: list[str] = []
         vectors = 0
         with progress(sum(len(db) for db in databases), "verifying", "vectors") as bar:
             for db in databases:
@@ -302,8 +312,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
                                             f"a damaged vector")
                     vectors += len(chunk)
                     bar.update(len(chunk))
+        # After the read-back, which opened (and so recovered) every database's files.
+        problems[:0] = store.verify().problems
+        recovery = store.recovery_report
+    recovered = list(recovery.actions) if recovery is not None else []
     result = {"ok": not problems, "problems": problems, "databases": len(names),
-              "vectors": vectors}
+              "vectors": vectors, "recovered": recovered}
+    if recovered and not args.json:
+        print(f"recovered after an unclean shutdown: {'; '.join(recovered)}")
     if problems:
         _emit(args, result, "\n".join(problems))
         print(f"jadevec: verify found {len(problems)} problems in {str(args.data_dir)!r}; "
