@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from jadevec import _validate as v
 from jadevec.errors import InvalidInputError
 
 __all__ = ["Batch", "FileError", "FileReport", "VectorFile", "open_vector_file"]
 
 _NPY_MAGIC = b"\x93NUMPY"
-_MAX_ID_BYTES = 1024
 # Rows parsed per numpy conversion in the checking pass.
 _CHECK_CHUNK = 4096
 
@@ -113,11 +113,10 @@ def _check_id(value: Any) -> str:
         if value is None:
             raise ValueError('the "id" is missing')
         raise ValueError(f'the "id" must be a string, got {type(value).__name__} {value!r:.40}')
-    if not value:
-        raise ValueError('the "id" is empty')
-    if len(value.encode("utf-8", "surrogatepass")) > _MAX_ID_BYTES:
-        raise ValueError(f'the "id" is longer than {_MAX_ID_BYTES} UTF-8 bytes')
-    return value
+    try:
+        return v.check_id(value)  # the library's own rule, so pass two cannot fail on it
+    except InvalidInputError as exc:
+        raise ValueError(f'the "id" is not valid: {exc}') from None
 
 
 class VectorFile:
@@ -300,8 +299,8 @@ class VectorFile:
                     row.problem = self._one_row(row.values, matrix[index])
                 if row.problem is not None:
                     problems[index] = row.problem
-        for index in np.flatnonzero(self._bad_rows(matrix)).tolist():
-            problems.setdefault(index, self._value_problem(matrix[index]))
+        for index, problem in self._row_problems(matrix).items():
+            problems.setdefault(index, problem)
         metadatas = [row.metadata for row in chunk]
         return Block([row.id for row in chunk], matrix,
                       metadatas if any(m is not None for m in metadatas) else None,
@@ -322,19 +321,32 @@ class VectorFile:
             out[:] = np.array(values, dtype=np.float64)
         return None
 
-    def _bad_rows(self, matrix: np.ndarray) -> np.ndarray:
-        bad = ~np.isfinite(matrix).all(axis=1)
-        if self.metric == "cosine":
-            bad |= ~matrix.any(axis=1)
-        return bad
-
-    def _value_problem(self, vector: np.ndarray) -> str:
-        finite = np.isfinite(vector)
-        if not finite.all():
-            position = int(np.flatnonzero(~finite)[0])
-            return (f'"values"[{position}] is {vector[position]} (NaN, infinite, or too large '
-                    f"for float32); every value must be a finite number")
-        return "every value is zero, which has no direction under the cosine metric"
+    def _row_problems(self, matrix: np.ndarray) -> dict[int, str]:
+        """The rows the library would refuse, by index: the same rules as ``batch_store``."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            squares = np.einsum("ij,ij->i", matrix, matrix)
+        # Positive squared norms below the library's fast bound prove a row finite,
+        # within range and not all zeros; anything else is looked at closely.
+        suspects = np.flatnonzero(~((squares > 0.0) & (squares < v._FAST_NORM2)))
+        problems: dict[int, str] = {}
+        for index in suspects.tolist():
+            vector = matrix[index]
+            finite = np.isfinite(vector)
+            if not finite.all():
+                position = int(np.flatnonzero(~finite)[0])
+                problems[index] = (f'"values"[{position}] is {vector[position]} (NaN, infinite, '
+                                   f"or too large for float32); every value must be finite")
+                continue
+            wide = vector.astype(np.float64)
+            norm2 = float(wide @ wide)
+            if norm2 > v._NORM2_MAX:
+                problems[index] = (f"the squared norm of the values is {norm2:.6g}, beyond "
+                                   f"float32's largest value {v._NORM2_MAX:.6g}; scale the "
+                                   f"vector down")
+            elif self.metric == "cosine" and not vector.any():
+                problems[index] = ("every value is zero, which has no direction under the "
+                                   "cosine metric")
+        return problems
 
     def _npy_blocks(self, size: int) -> Iterator[Block]:
         array = self._array
@@ -363,8 +375,8 @@ class VectorFile:
                         except ValueError as exc:
                             ids.append(None)
                             problems[index] = f"{exc} (line {start + index + 1} of {self.ids_path})"
-                for index in np.flatnonzero(self._bad_rows(matrix)).tolist():
-                    problems.setdefault(index, self._value_problem(matrix[index]))
+                for index, problem in self._row_problems(matrix).items():
+                    problems.setdefault(index, problem)
                 yield Block(ids, matrix, None, problems, lambda i, s=start: f"row {s + i}")
             if handle is not None and handle.readline():
                 raise FileError(
@@ -394,6 +406,10 @@ def _row_from_object(where: str, obj: Any) -> Row:
     if metadata is not None and not isinstance(metadata, dict):
         return Row(where, id=vector_id,
                    problem=f'"metadata" must be an object, got {type(metadata).__name__}')
+    try:
+        v.check_metadata(metadata, '"metadata"')
+    except InvalidInputError as exc:
+        return Row(where, id=vector_id, problem=str(exc))
     return Row(where, id=vector_id, values=obj["values"], metadata=metadata)
 
 

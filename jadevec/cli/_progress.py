@@ -7,6 +7,7 @@ stay clean.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -36,5 +37,13 @@ def progress(total: int | None, description: str, unit: str = "rows",
         from tqdm import tqdm
     except ImportError:
         return _Silent()
+    try:
+        width = os.get_terminal_size(sys.stderr.fileno()).columns
+    except OSError:
+        width = 0
+    # A terminal that reports no size (a bare pty) has 0 rows, and tqdm shows
+    # no bar below the last row: give it a classic 80 x 24.
+    sized = width > 0
     return tqdm(total=total, desc=description, unit=f" {unit}", unit_scale=True,
-                file=sys.stderr, leave=False, dynamic_ncols=True)
+                file=sys.stderr, leave=False, dynamic_ncols=sized,
+                ncols=None if sized else 80, nrows=None if sized else 24)
