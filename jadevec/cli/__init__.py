@@ -19,6 +19,7 @@ A traceback is printed only with ``--debug``. Docs: docs/cli.md.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import signal
@@ -185,9 +186,29 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def _log_to_stderr(debug: bool) -> logging.Handler:
+    """The library's log on stderr: errors only, everything with ``--debug``.
+
+    Its warnings (a slow background checkpoint, recovery done on open) are for
+    a program's log; the command reports what matters itself (``verify``
+    lists recovery).
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("jadevec: %(levelname)s: %(message)s"))
+    handler.setLevel(logging.DEBUG if debug else logging.ERROR)
+    return handler
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``jadevec`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
+    logger = logging.getLogger("jadevec")
+    handler = _log_to_stderr(args.debug)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    level = logger.level
+    if args.debug:
+        logger.setLevel(logging.DEBUG)
     previous = signal.signal(signal.SIGTERM, _terminate)  # closes stores on the way out
     try:
         return COMMANDS[args.command](args)
@@ -205,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         return code
     finally:
         signal.signal(signal.SIGTERM, previous)
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        logger.setLevel(level)
 
 
 def entry_point() -> None:

@@ -43,6 +43,9 @@ __all__ = ["Batch", "FileError", "FileReport", "VectorFile", "open_vector_file"]
 _NPY_MAGIC = b"\x93NUMPY"
 # Rows parsed per numpy conversion in the checking pass.
 _CHECK_CHUNK = 4096
+_NPY_CHECK_CHUNK = 65536
+# The end of every message about a rejected row.
+_NOTHING_STORED = "; nothing was stored: fix the file, or pass --skip-invalid to store the rest"
 
 
 class FileError(InvalidInputError):
@@ -159,21 +162,22 @@ class VectorFile:
         """First pass: every row checked, ids hashed; raises FileError unless ``skip_invalid``."""
         report = FileReport()
         hashes: list[np.ndarray] = []
-        for block in self._blocks(_CHECK_CHUNK):
+        # Row numbers as ids never repeat, so they are neither made nor hashed here.
+        hashed = self.kind != "npy" or self.ids_path is not None
+        size = _CHECK_CHUNK if self.kind != "npy" else _NPY_CHECK_CHUNK
+        for block in self._blocks(size, with_ids=hashed):
             stopped()
             count = len(block.ids)
             report.rows += count
             for index in sorted(block.problems):
                 message = f"{self.path}, {block.where(index)}: {block.problems[index]}"
                 if not skip_invalid:
-                    raise FileError(message)
+                    raise FileError(message + _NOTHING_STORED)
                 report.skipped.append(message)
-            if block.problems:
-                good = [block.ids[i] for i in range(count) if i not in block.problems]
-            else:
-                good = block.ids
-            report.valid += len(good)
-            if self.kind != "npy" or self.ids_path is not None:  # row numbers never repeat
+            report.valid += count - len(block.problems)
+            if hashed:
+                good = [block.ids[i] for i in range(count) if i not in block.problems] \
+                    if block.problems else block.ids
                 hashes.append(np.fromiter(map(hash, good), dtype=np.int64, count=len(good)))
             progress(count)
         if hashes:
@@ -196,6 +200,7 @@ class VectorFile:
                     raise FileError(
                         f"{self.path}: the id {vector_id!r} appears twice ({first_seen[vector_id]} "
                         f"and {block.where(index)}); ids must be unique within a file"
+                        + _NOTHING_STORED
                     )
                 first_seen[vector_id] = block.where(index)
 
@@ -235,9 +240,9 @@ class VectorFile:
 
     # -------------------------------------------------------------- blocks
 
-    def _blocks(self, size: int) -> Iterator[Block]:
+    def _blocks(self, size: int, with_ids: bool = True) -> Iterator[Block]:
         if self.kind == "npy":
-            yield from self._npy_blocks(size)
+            yield from self._npy_blocks(size, with_ids)
             return
         chunk: list[Row] = []
         for row in self._json_rows():
@@ -348,7 +353,7 @@ class VectorFile:
                                    "cosine metric")
         return problems
 
-    def _npy_blocks(self, size: int) -> Iterator[Block]:
+    def _npy_blocks(self, size: int, with_ids: bool) -> Iterator[Block]:
         array = self._array
         total = array.shape[0]
         handle = None if self.ids_path is None else open(self.ids_path, encoding="utf-8")
@@ -360,7 +365,8 @@ class VectorFile:
                 problems: dict[int, str] = {}
                 ids: list[str | None]
                 if handle is None:
-                    ids = list(map(str, range(start, stop)))
+                    ids = list(map(str, range(start, stop))) if with_ids else \
+                        [None] * (stop - start)
                 else:
                     ids = []
                     for index in range(stop - start):
