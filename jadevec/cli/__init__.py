@@ -209,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     level = logger.level
     if args.debug:
         logger.setLevel(logging.DEBUG)
-    previous = signal.signal(signal.SIGTERM, _terminate)  # closes stores on the way out
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_IGN:  # an ignored SIGTERM stays ignored
+        signal.signal(signal.SIGTERM, _terminate)  # closes stores on the way out
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -225,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jadevec: error: {_one_line(text)}", file=sys.stderr)
         return code
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, previous)
         logger.removeHandler(handler)
         logger.propagate = propagate
         logger.setLevel(level)

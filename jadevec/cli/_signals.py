@@ -56,7 +56,10 @@ class Interrupts:
     def __enter__(self) -> Interrupts:
         if threading.current_thread() is threading.main_thread():
             for signum in self._SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
+                # A signal ignored by whoever started us (a shell's background job
+                # ignores SIGINT, nohup SIGHUP) stays ignored.
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -106,3 +106,17 @@ def test_kill_9_during_batch_insert_leaves_a_verifiable_prefix(started, jv, stor
     report = json.loads(done.stdout)
     assert report["ok"] and report["recovered"], report  # verify recovered the unclean exit
     assert stored_prefix(store_dir, vectors) == report["vectors"] > 0
+
+
+def test_a_signal_ignored_by_the_parent_stays_ignored():
+    """A shell's background job ignores SIGINT; the command must not undo that."""
+    from jadevec.cli._signals import Interrupts
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with Interrupts():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
