@@ -50,10 +50,11 @@ def _emit(args: argparse.Namespace, result: Any, text: str) -> None:
         print(text)
 
 
-def _open(args: argparse.Namespace, write: bool) -> jadevec.Store:
+def _open(args: argparse.Namespace, write: bool, create: bool = False) -> jadevec.Store:
+    """Open the store: read-only unless ``write``; only ``create`` makes a new folder."""
     folder = Path(args.data_dir)
     persistent = load_backend(args.backend).persistent
-    if persistent and not write and not folder.is_dir():
+    if persistent and not create and not folder.is_dir():
         raise UserError(
             f"no store in {str(folder)!r}; create a database first (jadevec --data-dir "
             f"{folder} create --database NAME --dimension N) or point --data-dir at a store"
@@ -94,7 +95,7 @@ def _simd_level() -> str:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    with _open(args, write=True) as store:
+    with _open(args, write=True, create=True) as store:
         db = store.create_database(args.database, args.dimension, args.metric)
         result = {"database": db.name, "dimension": db.dimension, "metric": db.metric}
     _emit(args, result, f"created database {db.name!r} (dimension {db.dimension}, "

@@ -91,9 +91,14 @@ def test_insert_into_a_missing_database_says_how_to_create_it(jv, tmp_path):
                    "no database named 'nope'", "jadevec create --database nope --dimension N")
 
 
-def test_reading_a_missing_store_is_a_user_error(jv):
-    one_line_error(jv("count", "--database", "docs"), 1, "no store in", "create")
-    assert jv("list").returncode == 0
+def test_a_missing_store_is_a_user_error_and_only_create_makes_one(here, store_dir, tmp_path):
+    source = lines_file(tmp_path / "r.jsonl", GOOD)
+    for argv in (["count", "--database", "docs"], ["insert", "--database", "docs", "--file",
+                                                   source], ["drop", "--database", "docs"],
+                 ["verify"], ["compact"]):
+        one_line_error(here(*argv), 1, "no store in", "create --database NAME")
+    assert not store_dir.exists()
+    assert here("list").returncode == 0
 
 
 @pytest.mark.parametrize("lines,fragment", [
