@@ -135,3 +135,13 @@ def test_python_dash_m_and_the_console_script(jv, store_dir):
     done = subprocess.run([script, "--data-dir", str(store_dir), "list"], capture_output=True,
                           text=True, env=environment(), timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_without_tqdm_there_is_no_bar_and_no_error(monkeypatch, capsys):
+    from jadevec.cli._progress import progress
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now fails
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with progress(10, "storing") as bar:
+        bar.update(10)
+    assert capsys.readouterr().err == ""
