@@ -20,9 +20,8 @@ batch. With ``skip_invalid`` a bad row is counted and left out instead, and
 of a duplicated id the first row wins.
 
 Positions in messages are what an editor shows: line numbers from 1 for JSON
-lines, item numbers from 1 for a JSON array (with the line the item starts
-on when the parser can tell), row numbers from 0 for ``.npy`` (as numpy
-indexes them).
+lines, item numbers from 1 for a JSON array (and the line and column of a
+syntax error), row numbers from 0 for ``.npy`` (as numpy indexes them).
 """
 
 from __future__ import annotations
