@@ -1,6 +1,7 @@
 """The layers point one way; a parse of every import and cimport enforces it.
 
-errors <- _core <- backends <- public API (jadevec/__init__, _api, _validate) <- cli.
+errors <- _core <- backends <- public API (jadevec/__init__, _api, _validate) <- cli
+(jadevec/cli, reached only through jadevec/__main__.py and the console script).
 ``jadevec.testing`` and the plugins see only the public API (the ``jadevec``
 package's public names), ``jadevec.backends.base``, ``jadevec.errors`` and
 ``jadevec.testing``; ``from jadevec import _something`` is reaching around it.
@@ -96,3 +97,16 @@ def test_the_parser_sees_what_a_regex_would_miss(tmp_path):
 def test_errors_module_imports_nothing_from_jadevec():
     assert [m for m, _ in imports(ROOT / "jadevec" / "errors.py")
             if m == "jadevec" or m.startswith("jadevec.")] == []
+
+
+def test_only_the_entry_point_imports_the_command_line():
+    """The command line is the top layer: no library module may import it."""
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in sources("jadevec", "*.py", "*.pyx", "*.pxd")
+        if "cli" not in path.relative_to(ROOT / "jadevec").parts
+        and path != ROOT / "jadevec" / "__main__.py"
+        for module, _ in imports(path)
+        if module == "jadevec.cli" or module.startswith("jadevec.cli.")
+    ]
+    assert not offenders, "\n".join(offenders)
