@@ -50,6 +50,7 @@ _EXAMPLES = {
     "verify": "jadevec verify",
     "compact": "jadevec compact --database docs",
     "export": "jadevec export --database docs --out docs.jsonl",
+    "backup": "jadevec backup ./vectors-backup-2026-12-02",
 }
 
 _HELP = {
@@ -66,6 +67,7 @@ _HELP = {
     "verify": "check every file and read every vector back (exit 3 on damage)",
     "compact": "give the space of deleted vectors back",
     "export": "write a database to JSON lines, or to .npy plus an ids file",
+    "backup": "copy the whole store to a new folder, each database at one commit",
 }
 
 
@@ -153,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "writes JSON lines with metadata")
     sub.add_argument("--ids", metavar="FILE",
                      help="for a .npy export: where the ids go (default: F with suffix .ids)")
+
+    sub = command("backup")
+    sub.add_argument("dest", metavar="DEST",
+                     help="a folder that does not exist yet; open the copy with "
+                          "--data-dir DEST")
     return parser
 
 

@@ -398,9 +398,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    dest = Path(args.dest)
+    # Opened for writing: a backup commits each database before copying it,
+    # so it runs in the writer's process (another writer makes this a lock error).
+    with _open(args, write=True) as store:
+        names = store.list_databases()
+        store.backup(dest)
+    _emit(args, {"backup": str(dest), "databases": len(names)},
+          f"backed up {_plural(len(names), 'database')} to {dest}; open it with "
+          f"--data-dir {dest}")
+    return 0
+
+
 COMMANDS = {
     "create": cmd_create, "list": cmd_list, "info": cmd_info, "drop": cmd_drop,
     "insert": cmd_insert, "batch-insert": cmd_insert, "get": cmd_get, "delete": cmd_delete,
     "count": cmd_count, "query": cmd_query, "verify": cmd_verify, "compact": cmd_compact,
-    "export": cmd_export,
+    "export": cmd_export, "backup": cmd_backup,
 }

@@ -145,3 +145,33 @@ def test_without_tqdm_there_is_no_bar_and_no_error(monkeypatch, capsys):
     with progress(10, "storing") as bar:
         bar.update(10)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("backend", ["hybrid", "mmap"])
+def test_backup_copies_every_database_and_verifies(jv, jsonl, tmp_path, rng, read_vectors,
+                                                   backend):
+    vectors = rng.standard_normal((500, 8)).astype(np.float32)
+    ids = [f"v{i}" for i in range(len(vectors))]
+    source = jsonl(tmp_path / "in.jsonl", ids, vectors, [{"i": i} for i in range(len(ids))])
+    for name in ("a", "b"):
+        assert jv("create", "--database", name, "--dimension", "8",
+                  backend=backend).returncode == 0
+        assert jv("insert", "--database", name, "--file", source,
+                  backend=backend).returncode == 0
+    dest = tmp_path / "copy"
+    done = jv("backup", dest, "--json", backend=backend)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"backup": str(dest), "databases": 2}
+    done = jv("verify", backend=backend, data_dir=dest)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("a", "b"):
+        copied = read_vectors(dest, name, backend=backend)
+        assert {k: v.tobytes() for k, v in copied.items()} == \
+            {i: v.tobytes() for i, v in zip(ids, vectors, strict=True)}
+
+    again = jv("backup", dest, backend=backend)
+    assert again.returncode == 1
+    assert "must not exist" in again.stderr and "Traceback" not in again.stderr
+    unsupported = jv("backup", tmp_path / "nowhere", backend="memory")
+    assert unsupported.returncode == 1
+    assert "does not support backup" in unsupported.stderr
