@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from jadevec import _validate as v
+from jadevec.backends._catalog import fsync_dir
 from jadevec.backends.base import Backend, DatabaseBackend, RecoveryReport, VerifyReport
 from jadevec.backends.registry import load_backend
 from jadevec.errors import (
@@ -382,7 +383,7 @@ class Store:
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)  # the rename is durable
 
     def close(self) -> None:
         """Checkpoint and release every file, lock and thread. A second call does nothing.
@@ -638,15 +639,6 @@ def simd_info() -> dict[str, Any]:
     from jadevec._core import kernels
 
     return kernels.simd_info()
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a folder's entries (a backup renamed into it) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Lifetime:

@@ -63,6 +63,7 @@ import numpy as np
 
 from jadevec._core.crashpoints import crash_point
 from jadevec._core.vector_file import FileSetMoved, VectorFile, mark_moved, swap_folders
+from jadevec.backends._catalog import fsync_dir
 from jadevec.errors import (
     DatabaseExistsError,
     DatabaseNotFoundError,
@@ -86,14 +87,6 @@ _DELETING = ".{}.deleting"
 _OPEN_TRIES = 100
 
 OPENING, OPEN, CLOSING = "opening", "open", "closing"
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Slot:
@@ -336,7 +329,7 @@ class MemoryMappedVectorStore:
                 shutil.rmtree(path)
                 changed = True
         if changed:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
 
     def call(self, key: str, op: Callable[[VectorFile], T]) -> T:
         """Run ``op(vf)`` with ``key``'s file set pinned (a reader retries a moved set).
@@ -492,7 +485,7 @@ class MemoryMappedVectorStore:
                 os.unlink(path)
             elif os.path.lexists(path):
                 shutil.rmtree(path)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def compact(self, database_id: str) -> None:
         """Rewrite the file set with only its live vectors, crash-safely.
@@ -513,17 +506,17 @@ class MemoryMappedVectorStore:
                 shutil.rmtree(new)
             vf.compact_into(new)  # closes vf
             crash_point("compact:written")
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             swap_folders(new, folder, os.path.join(self.root, _OLD.format(database_id)))
             swapped = True
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             crash_point("compact:swapped")
             for name in (_COMPACT.format(database_id), _OLD.format(database_id)):
                 path = os.path.join(self.root, name)
                 if os.path.isdir(path):
                     mark_moved(path)
                     shutil.rmtree(path)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         finally:
             if not swapped and os.path.isdir(new):
                 shutil.rmtree(new, ignore_errors=True)
