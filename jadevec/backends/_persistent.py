@@ -90,6 +90,10 @@ class PersistentBackend(Backend):
     supports_backup: ClassVar[bool] = True
     #: A file whose presence marks ``path`` as a store of this backend.
     catalog_file: ClassVar[str]
+    #: The names this backend makes at the top of a store besides hidden ones
+    #: (the lock file, work folders): a folder without the catalog that holds
+    #: anything else is not made into a store.
+    own_names: ClassVar[frozenset[str]]
     backend_name: ClassVar[str] = "persistent"
 
     def __init__(self, path: Path | None, options: StoreOptions) -> None:
@@ -113,6 +117,8 @@ class PersistentBackend(Backend):
                     f"no {self.backend_name} store at {str(self.path)!r} (read_only=True "
                     f"opens an existing store; {self.catalog_file} is missing)")
         else:
+            if self.path.is_dir():
+                self._refuse_foreign_folder()  # before the lock file is made there
             self._make_root()
             self._lock = WriterLock(self.path)
         catalog: Catalog | None = None
@@ -147,6 +153,22 @@ class PersistentBackend(Backend):
             raise PermissionError(
                 13, "the store folder is not writable by this process (open it with "
                 "read_only=True to read it)", str(self.path))
+
+    def _refuse_foreign_folder(self) -> None:
+        """A folder that holds something else (another backend's store, a user's
+        files) and no catalog of ours is not written into. What an interrupted
+        creation of ours leaves (our own names, hidden ones) is finished."""
+        if (self.path / self.catalog_file).is_file():
+            return
+        foreign = sorted(name for name in os.listdir(self.path)
+                         if not name.startswith(".") and name not in self.own_names)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise StoreNotFoundError(
+                f"no {self.backend_name} store at {str(self.path)!r} ({self.catalog_file} "
+                f"is missing), and the folder holds other files ({shown}), so no store is "
+                f"made there: if it is a store of another backend, open it with that "
+                f"backend; to make a new store, choose a new or empty folder")
 
     def _open_catalog(self, root: Path, read_only: bool) -> Catalog:
         raise NotImplementedError

@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from jadevec.backends._catalog import CREATING, DELETING, LIVE, CatalogEntry
+from jadevec.backends._catalog import CREATING, DELETING, LIVE, VECTORS_DIR, CatalogEntry
 from jadevec.backends._pairing import Record, check_entry_fields, check_record, is_folder_id
 from jadevec.backends._persistent import PersistentBackend
 from jadevec.errors import (
@@ -481,6 +481,9 @@ class HybridBackend(PersistentBackend):
     supports_metadata: ClassVar[bool] = True
     backend_name: ClassVar[str] = "hybrid"
     catalog_file: ClassVar[str] = "catalog.sqlite3"
+    own_names: ClassVar[frozenset[str]] = frozenset(
+        {"catalog.sqlite3", "catalog.sqlite3-wal", "catalog.sqlite3-shm",
+         "catalog.sqlite3-journal", VECTORS_DIR})
 
     def _open_catalog(self, root: Path, read_only: bool) -> SqliteCatalog:
         return SqliteCatalog(root / self.catalog_file, read_only)

@@ -50,7 +50,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from jadevec.backends._catalog import DELETING, LIVE, CatalogEntry, fsync_dir
+from jadevec.backends._catalog import DELETING, LIVE, VECTORS_DIR, CatalogEntry, fsync_dir
 from jadevec.backends._pairing import Record, check_entry_fields, check_record, is_folder_id
 from jadevec.backends._persistent import PersistentBackend
 from jadevec.errors import CorruptionError, StorageFullError, UnsupportedVersionError
@@ -565,6 +565,8 @@ class MmapBackend(PersistentBackend):
     supports_metadata: ClassVar[bool] = True
     backend_name: ClassVar[str] = "mmap"
     catalog_file: ClassVar[str] = "catalog.json"
+    own_names: ClassVar[frozenset[str]] = frozenset(
+        {catalog_file, JOURNAL, METADATA_DIR, VECTORS_DIR})
 
     def _open_catalog(self, root: Path, read_only: bool) -> JsonCatalog:
         return JsonCatalog(root, read_only)

@@ -61,7 +61,30 @@ def _open(args: argparse.Namespace, write: bool, create: bool = False) -> jadeve
         )
     if not persistent:
         return jadevec.open(folder, backend=args.backend)
-    return jadevec.open(folder, backend=args.backend, read_only=not write)
+    try:
+        return jadevec.open(folder, backend=args.backend, read_only=not write)
+    except jadevec.StoreNotFoundError:
+        if create or not folder.is_dir():
+            raise
+        maker = _backend_of(folder, besides=args.backend)
+        if maker is None:
+            raise
+        raise UserError(f"the store in {str(folder)!r} was made by the {maker!r} backend, not "
+                        f"{args.backend!r}; run the command again with --backend {maker}"
+                        ) from None
+
+
+def _backend_of(folder: Path, besides: str) -> str | None:
+    """The installed persistent backend that opens ``folder`` (read-only), if any."""
+    for name in jadevec.available_backends():
+        if name == besides or not load_backend(name).persistent:
+            continue
+        try:
+            with jadevec.open(folder, backend=name, read_only=True):
+                return name
+        except jadevec.JadevecError:
+            continue
+    return None
 
 
 def _database(store: jadevec.Store, name: str, args: argparse.Namespace) -> jadevec.Database:

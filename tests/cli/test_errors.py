@@ -101,6 +101,17 @@ def test_a_missing_store_is_a_user_error_and_only_create_makes_one(here, store_d
     assert here("list").returncode == 0
 
 
+def test_a_store_of_another_backend_names_the_backend_to_pass(here, store_dir):
+    assert here("create", "--database", "docs", "--dimension", "4",
+                backend="mmap").returncode == 0
+    before = sorted(p.name for p in store_dir.iterdir())
+    for argv in (["list"], ["count", "--database", "docs"], ["compact"]):
+        one_line_error(here(*argv), 1, "made by the 'mmap' backend, not 'hybrid'",
+                       "--backend mmap")
+    assert sorted(p.name for p in store_dir.iterdir()) == before  # the probe wrote nothing
+    assert here("count", "--database", "docs", backend="mmap").stdout.strip() == "0"
+
+
 @pytest.mark.parametrize("lines,fragment", [
     ([GOOD, '{"id": "b", "values": [1, 2, 3, 4]', GOOD.replace('"a"', '"c"')],
      "line 2: malformed JSON"),
