@@ -39,7 +39,9 @@ two versions of the same id.
 from __future__ import annotations
 
 import json
+import json.scanner
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -78,6 +80,8 @@ def next_record(old: Record | None, meta: str | None, fp: int, generation: int) 
     """
     if old is None:
         return Record(meta, fp, None, None, None, None, generation)
+    base_meta: str | None
+    base_fp: int | None
     if old.gen < generation:
         base_meta, base_fp = old.meta, old.fp
     else:
@@ -181,6 +185,16 @@ def _meta_ok(meta: Any) -> bool:
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 _JSON_CONSTANTS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
+# The json module's own string scanner (the C one where built): (text, index
+# after the opening quote) -> (the string, index after the closing quote).
+_scan_string: Callable[[str, int], tuple[str, int]] = \
+    json.decoder.scanstring  # type: ignore[attr-defined]
+
+
+def _after_space(text: str, pos: int) -> int:
+    """The first position at or after ``pos`` that is not JSON white space."""
+    match = _JSON_SPACE.match(text, pos)
+    return match.end() if match is not None else pos
 
 
 def _is_json_object(text: str) -> bool:
@@ -190,15 +204,15 @@ def _is_json_object(text: str) -> bool:
     nesting costs memory, not recursion. Strings and numbers are read by the
     json module's own scanners.
     """
-    space, n = _JSON_SPACE.match, len(text)
-    pos = space(text, 0).end()
+    n = len(text)
+    pos = _after_space(text, 0)
     if not text.startswith("{", pos):
         return False
     closers: list[str] = []  # "}" or "]" for each open container
     state = "value"  # what comes next: "value", "key" or "after" (a value)
     try:
         while True:
-            pos = space(text, pos).end()
+            pos = _after_space(text, pos)
             if state == "after":
                 if not closers:
                     return pos == n
@@ -213,14 +227,14 @@ def _is_json_object(text: str) -> bool:
             elif state == "key":
                 if not text.startswith('"', pos):
                     return False
-                pos = space(text, json.decoder.scanstring(text, pos + 1)[1]).end()
+                pos = _after_space(text, _scan_string(text, pos + 1)[1])
                 if not text.startswith(":", pos):
                     return False
                 pos += 1
                 state = "value"
             elif text.startswith(("{", "["), pos):
                 closers.append("}" if text[pos] == "{" else "]")
-                pos = space(text, pos + 1).end()
+                pos = _after_space(text, pos + 1)
                 if text.startswith(closers[-1], pos):  # an empty container
                     closers.pop()
                     pos += 1
@@ -229,7 +243,7 @@ def _is_json_object(text: str) -> bool:
                     state = "key" if closers[-1] == "}" else "value"
             else:
                 if text.startswith('"', pos):
-                    pos = json.decoder.scanstring(text, pos + 1)[1]
+                    pos = _scan_string(text, pos + 1)[1]
                 else:
                     word = next((w for w in _JSON_CONSTANTS if text.startswith(w, pos)), None)
                     if word is not None:
