@@ -81,13 +81,14 @@ from jadevec.testing._durability_tests import DurabilityTests
 from jadevec.testing._lifecycle_tests import LifecycleTests
 from jadevec.testing._search_tests import SearchTests
 from jadevec.testing._stress_tests import StressTests
+from jadevec.testing._torture_tests import KillTortureTests
 from jadevec.testing._vector_tests import VectorTests
 
 __all__ = ["BackendTests"]
 
 
 class BackendTests(CatalogTests, VectorTests, SearchTests, DurabilityTests, LifecycleTests,
-                   DamageTests, StressTests, BackupTests):
+                   DamageTests, StressTests, KillTortureTests, BackupTests):
     """Conformance tests for one backend; subclass it and set the class attributes.
 
     Attributes
