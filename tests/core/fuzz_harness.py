@@ -7,6 +7,9 @@ over worker subprocesses and prints a JSON summary. A worker copies a
 template, applies one seeded mutation, then exercises the result through the
 core and the public API:
 
+* for the ``detect`` class (1 to 8 bits flipped in a live vector's row, index
+  entry, slot record or id record), a read-only open and ``verify()``, which
+  must report the damage;
 * ``jadevec.open(..., read_only=True)`` on the damaged store, kept open;
 * ``VectorFile.open(read_only=True)`` on the raw file set, kept open, then a
   writer ``VectorFile.open`` (which recovers a dirty set) that reads,
@@ -66,7 +69,7 @@ VECTOR_FILES = ("vectors.jvdb", "slots.jvsl", "index.jvix", "ids.jvid", "readers
 TEMPLATES = ("mmap", "hybrid", "mmap-killed", "hybrid-killed")
 CLASSES = ("flip", "zero", "garbage", "truncate", "extend", "swap", "delete", "special",
            "commit", "header", "pagemap", "entry", "slot", "idrec", "rows", "readers",
-           "combo", "leftover", "catalog", "journal", "metalog", "sqlite")
+           "combo", "leftover", "catalog", "journal", "metalog", "sqlite", "detect")
 # what "combo" draws two or three of
 FILE_CLASSES = ("flip", "zero", "garbage", "truncate", "extend", "commit", "header", "pagemap",
                 "entry", "slot", "idrec", "rows", "readers")
@@ -297,11 +300,13 @@ def _truncate_length(r: random.Random, n: int) -> int:
 
 
 class Mutation:
-    """What a mutation did: a description and whether it forged a checksum."""
+    """What a mutation did: a description, whether it forged a checksum, and
+    whether it damaged checksummed bytes in use, which ``verify()`` must report."""
 
-    def __init__(self, desc: str, forged: bool = False) -> None:
+    def __init__(self, desc: str, forged: bool = False, must_detect: bool = False) -> None:
         self.desc = desc
         self.forged = forged
+        self.must_detect = must_detect
 
 
 def _read(p: Path) -> bytearray:
@@ -744,6 +749,35 @@ def _mutate_rows(r: random.Random, vdir: Path) -> Mutation:
     return Mutation(f"rows {' '.join(descs)}")
 
 
+def _mutate_detect(r: random.Random, vdir: Path) -> Mutation:
+    """Flip 1 to 8 bits of checksummed bytes the newest commit uses: a live
+    vector's row, its index entry, its slot record or its id record."""
+    index = _read(vdir / "index.jvix")
+    newest, _ = _commits(_read(vdir / "vectors.jvdb"))
+    live = [o for o in _entry_offsets(index, _page_map(index, newest))
+            if o + 32 <= len(index) and _u(index, o + 14, 2) == 1]
+    if not live:
+        return Mutation("detect: no live entry")
+    o = r.choice(live)
+    slot, id_length, id_offset = _u(index, o + 8, 4), _u(index, o + 12, 2), _u(index, o + 16, 8)
+    target = r.choice(["row", "entry", "slot", "id"])
+    path, start, span = {
+        "row": (vdir / "vectors.jvdb", PAGE + slot * newest["row_stride"], 4 * DIM),
+        "entry": (vdir / "index.jvix", o, 32),
+        "slot": (vdir / "slots.jvsl", 64 + slot * 32, 32),
+        "id": (vdir / "ids.jvid", id_offset, 8 + id_length),
+    }[target]
+    data = _read(path)
+    if start + span > len(data):
+        return Mutation(f"detect: {target} of slot {slot} past the end of {path.name}")
+    bits = sorted(r.sample(range(8 * span), r.choice([1, 1, 2, 3, 8])))
+    for b in bits:
+        data[start + b // 8] ^= 1 << (b % 8)
+    path.write_bytes(bytes(data))
+    return Mutation(f"detect {target} of slot {slot} in {path.name}@{start} bits {bits}",
+                    must_detect=True)
+
+
 def _mutate_readers(r: random.Random, vdir: Path) -> Mutation:
     p = vdir / "readers.jvrd"
     data = _read(p)
@@ -1022,6 +1056,8 @@ def mutate(r: random.Random, klass: str, root: Path, folders: dict[str, str],
         return _mutate_rows(r, vdir)
     if klass == "readers":
         return _mutate_readers(r, vdir)
+    if klass == "detect":
+        return _mutate_detect(r, vdir)
     if klass in ("catalog", "journal", "metalog"):
         if backend != "mmap":
             return _mutate_sqlite(r, root, folders)
@@ -1566,16 +1602,40 @@ def worker(templates: Path, work: Path, seed: int, numbers: list[int], only: str
         if verbose:
             print(f"# mutant {n}: {template} {klass} {mutation.desc} forged={mutation.forged} "
                   f"fork={fork_check}", file=sys.stderr, flush=True)
+        detected = None
         try:
-            problems = run_ops(root, backend, tpl, mutation, folders["docs"], log, verbose,
-                               fork_check)
+            if mutation.must_detect:
+                detected = _verify_flags(root, backend)
+            problems = [] if detected in (None, True) else [
+                f"verify() reported nothing after: {mutation.desc}"]
+            problems += run_ops(root, backend, tpl, mutation, folders["docs"], log, verbose,
+                                fork_check)
         except BaseException as exc:  # noqa: BLE001
             problems = [f"harness: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"]
         shutil.rmtree(root, ignore_errors=True)
         heap_check()  # heap damage aborts here, blamed on this mutant, not a later one
         print(json.dumps({"done": n, "template": template, "class": klass,
                           "desc": mutation.desc[:300], "forged": mutation.forged,
-                          "problems": problems, "ops": len(log)}), flush=True)
+                          "detected": detected, "problems": problems, "ops": len(log)}),
+              flush=True)
+
+
+def _verify_flags(root: Path, backend: str) -> bool:
+    """Whether ``verify()`` reports the damage (a typed error counts): first from a
+    read-only open, which checks the newest commit, then from a writer, which
+    also checks the slot records (a reader skips them: the writer may be
+    changing them)."""
+    import jadevec
+    from jadevec.errors import JadevecError
+    for read_only in (True, False):
+        try:
+            with jadevec.open(root, backend=backend, read_only=read_only,
+                              flush_interval=0) as store:
+                if not store.verify().ok:
+                    return True
+        except JadevecError:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------
@@ -1691,6 +1751,7 @@ def drive(seed: int, numbers: list[int], only: str | None, jobs: int, timeout: f
                     spawn(w["todo"])
         per_class: dict[str, int] = {}
         failed_per_class: dict[str, int] = {}
+        must_detect = [m for m in results.values() if m.get("detected") is not None]
         for msg in results.values():
             k = msg.get("class", "?")
             per_class[k] = per_class.get(k, 0) + 1
@@ -1698,6 +1759,8 @@ def drive(seed: int, numbers: list[int], only: str | None, jobs: int, timeout: f
                 failed_per_class[k] = failed_per_class.get(k, 0) + 1
         return {"seed": seed, "mutants": len(results), "per_class": per_class,
                 "failed_per_class": failed_per_class,
+                "checksummed_damage": len(must_detect),
+                "checksummed_damage_detected": sum(m["detected"] for m in must_detect),
                 "seconds": round(time.monotonic() - started, 1), "failures": failures}
     finally:
         shutil.rmtree(base, ignore_errors=True)
