@@ -79,6 +79,7 @@ from jadevec.testing._catalog_tests import CatalogTests
 from jadevec.testing._damage_tests import DamageTests
 from jadevec.testing._durability_tests import DurabilityTests
 from jadevec.testing._lifecycle_tests import LifecycleTests
+from jadevec.testing._scale_tests import ScaleTests
 from jadevec.testing._search_tests import SearchTests
 from jadevec.testing._stress_tests import StressTests
 from jadevec.testing._torture_tests import KillTortureTests
@@ -88,7 +89,7 @@ __all__ = ["BackendTests"]
 
 
 class BackendTests(CatalogTests, VectorTests, SearchTests, DurabilityTests, LifecycleTests,
-                   DamageTests, StressTests, KillTortureTests, BackupTests):
+                   DamageTests, StressTests, KillTortureTests, BackupTests, ScaleTests):
     """Conformance tests for one backend; subclass it and set the class attributes.
 
     Attributes
