@@ -361,6 +361,7 @@ class PersistentBackend(Backend):
                 shutil.copyfileobj(src, out, 1 << 20)
                 out.flush()
                 os.fsync(out.fileno())
+            crash_point("backup:copying")  # a crash with the copy half made
         fsync_dir(folder)
         return self._catalog.all(entry.folder)
 
