@@ -32,8 +32,9 @@ ChildOutcome = tuple[Literal["ok", "died", "signal", "hang"], Any]
 class ForkedChild:
     """``body()`` running in a forked child process, started by the constructor.
 
-    The child ends with ``os._exit`` (no ``atexit``, no finaliser of the
-    parent's objects), after writing its result or error to a pipe. Call
+    The child ends with ``os._exit`` (no ``atexit``, no finaliser), after
+    writing its result or error to a pipe; what ``body`` returned stays
+    referenced until then, so a store it returns ends as after ``kill -9``. Call
     :meth:`outcome` to wait for it or :meth:`kill` to end it, exactly once.
     """
 
@@ -43,8 +44,10 @@ class ForkedChild:
         if self.pid == 0:  # pragma: no cover - the child
             os.close(read)
             code = 0
+            result = None  # referenced until os._exit: a returned store is never closed
             try:
-                text = json.dumps({"ok": body()}, default=repr)
+                result = body()
+                text = json.dumps({"ok": result}, default=repr)
             except BaseException as exc:  # noqa: BLE001 - reported to the parent
                 text = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
                 code = 1

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import jadevec
 import jadevec.testing
 from jadevec.testing import ForkedChild, run_in_child
 
@@ -57,3 +58,18 @@ def test_a_forked_child_can_be_killed_while_it_works(tmp_path):
 
 def test_the_runner_is_public():
     assert {"run_in_child", "ForkedChild", "ChildOutcome"} <= set(jadevec.testing.__all__)
+
+
+def test_a_returned_store_is_never_closed(tmp_path):
+    """What ``body`` returns stays referenced until the child exits: a store it
+    returns ends as after ``kill -9``, which the next open reports."""
+
+    def body():
+        store = jadevec.open(tmp_path, backend="mmap", flush_interval=0)
+        store.create_database("docs", 2).store("a", [1.0, 2.0])
+        return store
+
+    assert run_in_child(body, 60)[0] == "ok"
+    with jadevec.open(tmp_path, backend="mmap") as store:
+        assert store.recovery_report is not None
+        assert store.get_database("docs").retrieve("a").tolist() == [1.0, 2.0]
