@@ -27,9 +27,11 @@ the child opens its own (as SQLite and LMDB require of their handles).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import weakref
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from jadevec import _validate as v
+from jadevec._core.crashpoints import crash_point
 from jadevec.backends._catalog import fsync_dir
 from jadevec.backends.base import Backend, DatabaseBackend, RecoveryReport, VerifyReport
 from jadevec.backends.registry import load_backend
@@ -340,10 +343,18 @@ class Store:
         its own files are copied). Every database in the copy is one committed
         state holding every write acknowledged before ``backup()`` began, its
         metadata paired with its vectors; a database created after the call
-        began may be missing. The copy is written to a temporary folder beside
-        ``dest`` and renamed into place once complete and synced, so a crash
-        never leaves half a backup at ``dest``. Open it with
-        ``jadevec.open(dest, backend=...)`` like any store.
+        began may be missing. The copy is written to a work folder beside
+        ``dest``, ``.<name of dest>.backup-<12 hex digits>``, and renamed into
+        place once complete and synced, so a crash never leaves half a backup
+        at ``dest``. Open it with ``jadevec.open(dest, backend=...)`` like any
+        store.
+
+        A backup holds an ``flock`` on its work folder while it runs. A crash
+        (``kill -9``, a power loss) leaves the folder behind; the next backup
+        to the same ``dest`` removes such folders, those no live backup holds,
+        before it begins. While another backup to the same ``dest`` is under
+        way (in any process), a second one is refused rather than wait for it:
+        only one of them could end at ``dest``.
 
         Parameters
         ----------
@@ -353,7 +364,8 @@ class Store:
         Raises
         ------
         InvalidInputError
-            ``dest`` is not a path, or it exists.
+            ``dest`` is not a path, or it exists, or another backup to ``dest``
+            is under way.
         UnsupportedError
             The backend cannot make backups (``memory`` keeps nothing on disk),
             or the store was opened with ``read_only=True``.
@@ -372,10 +384,11 @@ class Store:
         if os.path.lexists(target):
             raise InvalidInputError(f"dest must not exist, but {str(target)!r} does")
         target.parent.mkdir(parents=True, exist_ok=True)
-        work = target.parent / f".{target.name}.backup-{secrets.token_hex(6)}"
-        work.mkdir()
+        _remove_abandoned_backups(target)
+        work, held = _claim_backup_folder(target)
         try:
             self._backend.backup(work)
+            crash_point("backup:written")
             if os.path.lexists(target):
                 raise InvalidInputError(
                     f"dest must not exist, but {str(target)!r} appeared during the backup")
@@ -383,6 +396,8 @@ class Store:
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
+        finally:
+            os.close(held)  # the flock goes with it
         fsync_dir(target.parent)  # the rename is durable
 
     def close(self) -> None:
@@ -639,6 +654,79 @@ def simd_info() -> dict[str, Any]:
     from jadevec._core import kernels
 
     return kernels.simd_info()
+
+
+def _backup_work_pattern(target: Path) -> re.Pattern[str]:
+    """The names of ``Store.backup``'s work folders for ``target``, and no other."""
+    return re.compile(re.escape(f".{target.name}.backup-") + r"[0-9a-f]{12}")
+
+
+def _lock_folder(path: Path, wait: bool) -> int | None:
+    """An open descriptor of the folder ``path`` holding an exclusive ``flock`` on it;
+    ``None`` when another holds it and ``wait`` is false, or ``path`` is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _remove_abandoned_backups(target: Path) -> None:
+    """Remove the work folders that crashed backups to ``target`` left.
+
+    Only folders named exactly as ``Store.backup`` names them for ``target``,
+    and only those whose ``flock`` is free: a live backup holds its own, so a
+    held one is refused (``InvalidInputError``), never removed.
+    """
+    pattern = _backup_work_pattern(target)
+    for name in sorted(os.listdir(target.parent)):
+        path = target.parent / name
+        if not pattern.fullmatch(name) or path.is_symlink() or not path.is_dir():
+            continue
+        fd = _lock_folder(path, wait=False)
+        if fd is None:
+            if path.exists():
+                raise InvalidInputError(
+                    f"another backup to {str(target)!r} is under way (it holds its work "
+                    f"folder {str(path)!r}); wait for it to end, or choose another dest")
+            continue  # its backup just ended
+        try:
+            shutil.rmtree(path)
+            log.warning("removed %s, left by a backup to %s that did not end", path, target)
+        finally:
+            os.close(fd)
+
+
+def _claim_backup_folder(target: Path) -> tuple[Path, int]:
+    """Make a new work folder beside ``target`` and lock it; ``(its path, the
+    descriptor that holds the lock)``.
+
+    Another backup's :func:`_remove_abandoned_backups` may lock and remove the
+    folder between its ``mkdir`` and our ``flock``: ours then waits for that
+    lock, finds the folder unlinked, and makes another.
+    """
+    while True:
+        work = target.parent / f".{target.name}.backup-{secrets.token_hex(6)}"
+        work.mkdir()
+        fd = _lock_folder(work, wait=True)
+        if fd is None:
+            continue
+        try:
+            linked = os.stat(work, follow_symlinks=False)
+        except FileNotFoundError:
+            linked = None
+        held = os.fstat(fd)
+        if linked is not None and (linked.st_dev, linked.st_ino) == (held.st_dev, held.st_ino):
+            return work, fd
+        os.close(fd)
 
 
 class _Lifetime:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,6 +46,56 @@ log = logging.getLogger("jadevec")
 _PAIRING_TRIES = 3
 
 
+class WriteLock:
+    """The write lock of one database: ``with lock:`` for a write, :meth:`compaction`
+    for a compaction.
+
+    Writers take it as they come (uncontended, this costs what a plain lock
+    costs). A compaction holds it for the whole rewrite, and a plain lock is
+    not fair: a thread compacting in a loop took it back microseconds after
+    releasing it, before the writer woken by the release could run, and a
+    store waited through compaction after compaction. So a compaction first
+    lets in a writer that queued behind the previous one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._turns = threading.Condition(threading.Lock())
+        self._waiting = 0  # writers blocked on _lock
+        self._entered = 0  # writers that got _lock after being blocked
+        self._entered_by_last_compaction = 0  # _entered when the last compaction ended
+
+    def __enter__(self) -> None:
+        if self._lock.acquire(blocking=False):
+            return
+        with self._turns:
+            self._waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._turns:
+                self._waiting -= 1
+                self._entered += 1
+                self._turns.notify_all()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    @contextmanager
+    def compaction(self) -> Iterator[None]:
+        """Hold the lock for a compaction, once writers queued behind the last one got in."""
+        with self._turns:
+            self._turns.wait_for(lambda: self._waiting == 0
+                                 or self._entered != self._entered_by_last_compaction)
+        self._lock.acquire()
+        try:
+            yield
+        finally:
+            with self._turns:
+                self._entered_by_last_compaction = self._entered
+            self._lock.release()
+
+
 class PersistentDatabase(DatabaseBackend):
     """One database of a persistent backend: vectors in the store, metadata in the catalog."""
 
@@ -55,7 +106,7 @@ class PersistentDatabase(DatabaseBackend):
         self._vectors = backend._vectors
         self._catalog = backend._catalog
         # Serialises the writers of this database (record, then vector).
-        self._write_lock = threading.Lock()
+        self._write_lock = WriteLock()
 
     def _check_writable(self) -> None:
         self._backend._check_writable()
@@ -174,7 +225,7 @@ class PersistentDatabase(DatabaseBackend):
 
     def compact(self) -> None:
         self._check_writable()
-        with self._write_lock:
+        with self._write_lock.compaction():
             self._vectors.compact(self._key)
             self._catalog.compact(self._key)
 

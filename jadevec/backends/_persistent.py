@@ -54,6 +54,7 @@ from jadevec.backends.base import (
     RecoveryReport,
     StoreOptions,
     VerifyReport,
+    refuse_foreign_folder,
 )
 from jadevec.errors import (
     DatabaseExistsError,
@@ -117,8 +118,9 @@ class PersistentBackend(Backend):
                     f"no {self.backend_name} store at {str(self.path)!r} (read_only=True "
                     f"opens an existing store; {self.catalog_file} is missing)")
         else:
-            if self.path.is_dir():
-                self._refuse_foreign_folder()  # before the lock file is made there
+            # Before the lock file is made there:
+            refuse_foreign_folder(self.path, self.backend_name, self.catalog_file,
+                                  self.own_names)
             self._make_root()
             self._lock = WriterLock(self.path)
         catalog: Catalog | None = None
@@ -153,22 +155,6 @@ class PersistentBackend(Backend):
             raise PermissionError(
                 13, "the store folder is not writable by this process (open it with "
                 "read_only=True to read it)", str(self.path))
-
-    def _refuse_foreign_folder(self) -> None:
-        """A folder that holds something else (another backend's store, a user's
-        files) and no catalog of ours is not written into. What an interrupted
-        creation of ours leaves (our own names, hidden ones) is finished."""
-        if (self.path / self.catalog_file).is_file():
-            return
-        foreign = sorted(name for name in os.listdir(self.path)
-                         if not name.startswith(".") and name not in self.own_names)
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-            raise StoreNotFoundError(
-                f"no {self.backend_name} store at {str(self.path)!r} ({self.catalog_file} "
-                f"is missing), and the folder holds other files ({shown}), so no store is "
-                f"made there: if it is a store of another backend, open it with that "
-                f"backend; to make a new store, choose a new or empty folder")
 
     def _open_catalog(self, root: Path, read_only: bool) -> Catalog:
         raise NotImplementedError
@@ -375,6 +361,7 @@ class PersistentBackend(Backend):
                 shutil.copyfileobj(src, out, 1 << 20)
                 out.flush()
                 os.fsync(out.fileno())
+            crash_point("backup:copying")  # a crash with the copy half made
         fsync_dir(folder)
         return self._catalog.all(entry.folder)
 

@@ -32,7 +32,9 @@ any other keyword by name before the backend is built.
 
 A persistent backend that keeps one writer process per store takes
 :class:`WriterLock` (an ``flock`` on ``<store>/``:data:`LOCK_FILE`, the lock
-the built-in backends take) rather than a copy of its own.
+the built-in backends take) rather than a copy of its own, and calls
+:func:`refuse_foreign_folder` before it writes anything into a folder, so that
+it never makes a store beside another backend's store or a user's files.
 
 Backends are found through the entry-point group ``jadevec.backends``; see
 ``docs/plugins.md`` and :mod:`jadevec.testing` for the conformance suite.
@@ -40,8 +42,9 @@ Backends are found through the entry-point group ``jadevec.backends``; see
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,7 +52,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from jadevec.backends._store_lock import LOCK_FILE, WriterLock
-from jadevec.errors import UnsupportedError
+from jadevec.errors import StoreNotFoundError, UnsupportedError
 
 __all__ = [
     "LOCK_FILE",
@@ -63,6 +66,7 @@ __all__ = [
     "VerifyReport",
     "WriterLock",
     "exact_search",
+    "refuse_foreign_folder",
 ]
 
 #: Similarity metrics a database may use. Cosine and dot: higher is better;
@@ -279,6 +283,37 @@ class Backend(ABC):
         removes it if this raises.
         """
         raise UnsupportedError(f"the {type(self).__name__} backend does not support backup()")
+
+
+def refuse_foreign_folder(path: Path, backend_name: str, marker: str,
+                          own_names: Collection[str]) -> None:
+    """Refuse to make a store in a folder that holds something else.
+
+    Call it before writing anything into ``path`` when opening for writing.
+    A folder that has the file ``marker`` (the file that marks a store of
+    this backend, say its catalog) is this backend's store; one that holds
+    only names in ``own_names`` (what this backend makes at the top of a
+    store) and hidden names (a lock file, work folders) is what an
+    interrupted creation left, and may be finished. Anything else (another
+    backend's store, a user's files) raises ``StoreNotFoundError`` naming what
+    is there, so nothing is written beside it. A missing folder passes.
+
+    Raises
+    ------
+    StoreNotFoundError
+        ``path`` has no ``marker`` and holds other names.
+    """
+    if not os.path.isdir(path) or os.path.isfile(os.path.join(path, marker)):
+        return
+    foreign = sorted(name for name in os.listdir(path)
+                     if not name.startswith(".") and name not in own_names)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise StoreNotFoundError(
+            f"no {backend_name} store at {str(path)!r} ({marker} is missing), and the "
+            f"folder holds other files ({shown}), so no store is made there: if it is a "
+            f"store of another backend, open it with that backend; to make a new store, "
+            f"choose a new or empty folder")
 
 
 def exact_search(

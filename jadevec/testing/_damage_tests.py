@@ -24,12 +24,8 @@ for speed there).
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import shutil
-import signal
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,6 +36,7 @@ import pytest
 import jadevec
 from jadevec.errors import JadevecError
 from jadevec.testing._base import DIM, SuiteBase
+from jadevec.testing._child import run_in_child
 from jadevec.testing._lifecycle_tests import in_child
 
 __all__ = ["DamageTests"]
@@ -86,44 +83,6 @@ def damage(path: Path, kind: str) -> None:
             raw = f.read(_FLIPPED)
             f.seek(start)
             f.write(bytes(b ^ 0xFF for b in raw))
-
-
-def run_forked(body: Callable[[], Any], timeout: float) -> tuple[str, Any]:
-    """Run ``body()`` in a forked child; ``("ok", result)``, ``("signal", name)``,
-    ``("hang", None)`` or ``("died", what it raised or its exit status)``."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.close(read)
-        try:
-            text = json.dumps({"ok": body()}, default=repr)
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            text = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
-        with os.fdopen(write, "w") as out:
-            out.write(text)
-        os._exit(0)
-    os.close(write)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    with os.fdopen(read, "rb") as got:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([got], [], [], left)[0]:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return "hang", None
-            chunk = os.read(got.fileno(), 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        return "signal", signal.Signals(os.WTERMSIG(status)).name
-    text = b"".join(chunks).decode()
-    if not text:
-        return "died", f"exit status {os.waitstatus_to_exitcode(status)}, no report"
-    result = json.loads(text)
-    return ("ok", result["ok"]) if "ok" in result else ("died", result["error"])
 
 
 class DamageTests(SuiteBase):
@@ -218,8 +177,8 @@ class DamageTests(SuiteBase):
             case_base = tmp_path / f"case{number}"
             shutil.copytree(pristine, self.store_path(case_base))
             damage(self.store_path(case_base) / name, kind)
-            status, result = run_forked(lambda case_base=case_base: self._use(case_base),
-                                        _CASE_TIMEOUT)
+            status, result = run_in_child(lambda case_base=case_base: self._use(case_base),
+                                          _CASE_TIMEOUT)
             cases += 1
             if status != "ok":
                 failures.append(f"{name} {kind}: {status} {result or ''}".strip())

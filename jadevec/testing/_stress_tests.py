@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 
 import jadevec
 from jadevec.testing._base import SuiteBase
+from jadevec.testing._child import ForkedChild
 
 __all__ = ["StressTests", "stress_cycles"]
 
@@ -51,30 +51,6 @@ def versioned(vector_id: str, version: int) -> np.ndarray:
     v = np.random.default_rng(seed).standard_normal(_DIM).astype(np.float32)
     v[0] = version
     return v
-
-
-def _fork(child: Any) -> int:
-    """Run ``child()`` in a forked process that ends with ``os._exit``."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 0
-        try:
-            child()
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        os._exit(code)
-    return pid
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    os.waitpid(pid, 0)
 
 
 class StressTests(SuiteBase):
@@ -120,7 +96,7 @@ class StressTests(SuiteBase):
             db.batch_store(stable_ids, np.stack(list(stable.values())))
             store.sync()
         stop = tmp_path / "stop-writer"
-        pid = _fork(lambda: self._writer(tmp_path, stop))
+        writer = ForkedChild(lambda: self._writer(tmp_path, stop))
         counts = {"cycles": 0, "reads": 0, "wrong": 0, "missing": 0, "errors": 0,
                   "empty_searches": 0, "wrong_hits": 0, "writer_reads": 0, "writer_hits": 0,
                   "writer_wrong": 0}
@@ -186,15 +162,7 @@ class StressTests(SuiteBase):
                     first_error = first_error or repr(exc)
         finally:
             stop.touch()
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    break
-                time.sleep(0.05)
-            else:
-                _kill(pid)
-                status = 0
+            status, detail = writer.outcome(60)  # killed if it does not stop by then
         if progress.exists():
             counts["writer"] = json.loads(progress.read_text())
         latency.sort()
@@ -202,7 +170,7 @@ class StressTests(SuiteBase):
         counts["retrieve_p99_us"] = (round(latency[int(len(latency) * 0.99)] * 1e6, 1)
                                      if latency else 0)
         _report(f"readers_beside_a_writer[{self.backend}]", counts)
-        assert os.waitstatus_to_exitcode(status) == 0, "the writer failed"
+        assert status == "ok", f"the writer failed: {status} {detail}"
         assert counts["errors"] == 0, (counts, first_error)
         assert counts["wrong"] == counts["missing"] == counts["wrong_hits"] == 0, counts
         assert counts["empty_searches"] == counts["writer_wrong"] == 0, counts
@@ -294,9 +262,9 @@ class StressTests(SuiteBase):
         problems: list[str] = []
         for cycle in range(stress_cycles()):
             log.write_text("")
-            pid = _fork(lambda cycle=cycle: self._lifecycle(tmp_path, log, seed=cycle))
+            child = ForkedChild(lambda cycle=cycle: self._lifecycle(tmp_path, log, seed=cycle))
             time.sleep(float(rng.uniform(0.01, 0.12)))
-            _kill(pid)
+            child.kill()
             counts["kills"] += 1
             allowed = self._expected(log, state)
             try:

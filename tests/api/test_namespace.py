@@ -69,7 +69,8 @@ def test_public_names_are_documented():
 
 
 def test_testing_namespace():
-    assert jadevec.testing.__all__ == ["BackendTests"]
+    assert jadevec.testing.__all__ == ["BackendTests", "ChildOutcome", "ForkedChild",
+                                       "run_in_child"]
 
 
 def test_import_loads_no_backend_and_no_compiled_module():

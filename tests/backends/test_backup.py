@@ -2,6 +2,13 @@
 unhappy paths (a failure half way, a read-only store, bad destinations) and
 the shape of the copy."""
 
+import fcntl
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -74,3 +81,90 @@ def test_bad_destinations(tmp_path):
             store.backup(tmp_path / "src")
     with pytest.raises(jadevec.StoreClosedError):
         store.backup(tmp_path / "copy")
+
+
+# -- a backup killed half way -------------------------------------------------
+
+CRASHING_BACKUP = textwrap.dedent("""
+    import os, sys
+    import jadevec
+    src, dest, backend, point = sys.argv[1:5]
+    store = jadevec.open(src, backend=backend, flush_interval=0)
+    os.environ["JADEVEC_CRASH_AT"] = point
+    store.backup(dest)
+    print("the crash point was not reached", flush=True)
+""")
+
+
+def _work_folders(parent):
+    return sorted(p.name for p in parent.iterdir() if ".backup-" in p.name)
+
+
+def _same_as_source(copy: jadevec.Store) -> None:
+    assert copy.list_databases() == ["db0", "db1", "db2"]
+    assert copy.get_database("db2").retrieve("v3").tolist() == [2, 2, 2, 2]
+    assert copy.get_database("db1").get_metadata("v9") == {"i": 9}
+    assert copy.verify().ok
+
+
+@pytest.mark.parametrize("backend,point", [
+    ("mmap", "backup:copying"), ("hybrid", "backup:copying"),  # killed half way through a copy
+    ("mmap", "backup:written"), ("hybrid", "backup:written"),  # killed with the copy whole
+    ("lmdb", "backup:written"),
+])
+def test_a_backup_killed_half_way_is_cleaned_by_the_next(tmp_path, backend, point):
+    if backend not in jadevec.available_backends():
+        pytest.skip(f"the {backend} backend is not installed")
+    src, dest = tmp_path / "src", tmp_path / "backups" / "copy"
+    with jadevec.open(src, backend=backend) as store:
+        _fill(store)
+    done = subprocess.run([sys.executable, "-c", CRASHING_BACKUP, str(src), str(dest), backend,
+                           point], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 137, (done.stdout, done.stderr)  # died like kill -9
+    assert not dest.exists()  # never half a backup at dest
+    (left,) = _work_folders(dest.parent)
+    assert re.fullmatch(r"\.copy\.backup-[0-9a-f]{12}", left)
+    with jadevec.open(src, backend=backend) as store:
+        store.backup(dest)
+    assert _work_folders(dest.parent) == []  # the next backup removed the leftover
+    with jadevec.open(dest, backend=backend) as copy:
+        _same_as_source(copy)
+
+
+def test_a_live_backups_work_folder_is_never_removed(tmp_path):
+    """A backup under way holds an flock on its work folder: a second backup to the
+    same dest is refused and leaves it alone; once it is released, it is a leftover."""
+    dest = tmp_path / "copy"
+    live = tmp_path / ".copy.backup-0123456789ab"
+    live.mkdir()
+    (live / "half").write_bytes(b"x")
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    with jadevec.open(tmp_path / "src", backend="hybrid") as store:
+        _fill(store)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # as the live backup's
+            with pytest.raises(jadevec.InvalidInputError, match="another backup to .* under way"):
+                store.backup(dest)
+            assert (live / "half").exists() and not dest.exists()
+            assert _work_folders(tmp_path) == [live.name]
+        finally:
+            os.close(fd)
+        store.backup(dest)
+    assert not live.exists()
+    with jadevec.open(dest, backend="hybrid") as copy:
+        _same_as_source(copy)
+
+
+def test_only_our_exact_work_folder_names_are_removed(tmp_path):
+    dest = tmp_path / "copy"
+    others = [".copy.backup-0123", ".copy.backup-0123456789AB", ".other.backup-0123456789ab",
+              ".copy.backup-0123456789abc", "copy.backup-0123456789ab"]
+    for name in others:
+        (tmp_path / name).mkdir()
+    (tmp_path / ".copy.backup-aaaaaaaaaaaa").write_text("a file, not our folder")
+    (tmp_path / ".copy.backup-bbbbbbbbbbbb").symlink_to(tmp_path / others[0])
+    with jadevec.open(tmp_path / "src", backend="mmap") as store:
+        _fill(store)
+        store.backup(dest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*others, ".copy.backup-aaaaaaaaaaaa", ".copy.backup-bbbbbbbbbbbb", "copy", "src"])

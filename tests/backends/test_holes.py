@@ -14,6 +14,7 @@ import jadevec
 from jadevec.backends.base import StoreOptions
 from jadevec.backends.hybrid import HybridBackend
 from jadevec.backends.mmap import MmapBackend
+from jadevec.testing._lifecycle_tests import in_child
 
 BACKENDS = ["mmap", "hybrid"]
 
@@ -22,26 +23,7 @@ def die_after(body, limit=None):
     """Run ``body()`` in a forked child (under a file-size limit) that then ends with
     ``os._exit``: no close, no finaliser, as after kill -9. What ``body`` returns
     (its store) is kept alive until then: a dropped store would be closed."""
-    import resource
-    import signal
-
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 0
-        try:
-            if limit is not None:
-                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-                resource.setrlimit(resource.RLIMIT_FSIZE,
-                                   (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-            kept = body()  # noqa: F841 - alive until the exit below
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    in_child(body, limit)
 
 
 def test_an_append_cut_by_a_full_disk_leaves_no_torn_line_behind(tmp_path):

@@ -155,6 +155,13 @@ READER = textwrap.dedent("""
 """)
 
 
+def start_reader(path: Path) -> subprocess.Popen:
+    """A reader process of the store at ``path``: send it ids with :func:`ask`."""
+    return subprocess.Popen([sys.executable, "-c", READER, str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=CHILD_ENV)
+
+
 def ask(reader: subprocess.Popen, ids: list[str]) -> list[str | None]:
     reader.stdin.write(json.dumps(ids) + "\n")
     reader.stdin.flush()
@@ -166,9 +173,7 @@ def ask(reader: subprocess.Popen, ids: list[str]) -> list[str | None]:
 def test_a_reader_process_follows_a_compaction(tmp_path):
     path = tmp_path / "store"
     kept = fill(path, 10_000, keep_every=100)
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=CHILD_ENV)
+    reader = start_reader(path)
     try:
         ids = list(kept)[:20]
         assert ask(reader, ids) == [kept[i].tobytes().hex() for i in ids]
@@ -200,9 +205,7 @@ def test_a_crash_after_the_rename_while_a_reader_holds_the_old_file(tmp_path, fo
     """
     path = tmp_path / "store"
     kept = fill(path, 8_000, keep_every=50)
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=CHILD_ENV)
+    reader = start_reader(path)
     try:
         ids = list(kept)[:10]
         assert ask(reader, ids) == [kept[i].tobytes().hex() for i in ids]

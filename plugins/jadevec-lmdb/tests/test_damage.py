@@ -64,12 +64,8 @@ def meta_txnids(path: Path) -> tuple[int, int]:
     return (struct.unpack_from("<Q", raw, 144)[0], struct.unpack_from("<Q", raw, psize + 144)[0])
 
 
-def live_node(path: Path, key: bytes) -> tuple[int, int]:
-    """``(page, offset of the node header)`` of ``key`` in a leaf page in use (store closed).
-
-    Free pages may still hold old copies of a key, so the page is found among
-    the pages the check walks, and must be a leaf.
-    """
+def walk_pages(path: Path) -> _datafile._Walk:
+    """The plugin's own check of every page of the (closed) store's data file, run."""
     fd = os.open(path / "data.mdb", os.O_RDONLY)
     try:
         meta, _ = _datafile.choose(*_datafile.read_metas(fd, path), path)
@@ -77,6 +73,16 @@ def live_node(path: Path, key: bytes) -> tuple[int, int]:
         walk.run()
     finally:
         os.close(fd)
+    return walk
+
+
+def live_node(path: Path, key: bytes) -> tuple[int, int]:
+    """``(page, offset of the node header)`` of ``key`` in a leaf page in use (store closed).
+
+    Free pages may still hold old copies of a key, so the page is found among
+    the pages the check walks, and must be a leaf.
+    """
+    walk = walk_pages(path)
     raw = (path / "data.mdb").read_bytes()
     psize = psize_of(path)
     for page in map(int, np.flatnonzero(walk.live)):
@@ -259,13 +265,7 @@ def test_losing_only_free_pages_at_the_end_of_the_file_is_no_damage(tmp_path, fo
         db = store.get_database("docs")
         db.store("big", np.ones(DIM), metadata={"t": "x" * 400_000})  # overflow pages at the end
         db.delete("big")  # ...now free
-    fd = os.open(path / "data.mdb", os.O_RDONLY)
-    try:
-        meta, _ = _datafile.choose(*_datafile.read_metas(fd, path), path)
-        walk = _datafile._Walk(fd, path, meta, os.fstat(fd).st_size)
-        walk.run()
-    finally:
-        os.close(fd)
+    walk = walk_pages(path)
     free_tail = 0
     while walk.free[walk.next_pgno - 1 - free_tail]:
         free_tail += 1

@@ -40,6 +40,7 @@ from jadevec.backends.base import (
     StoreOptions,
     VerifyReport,
     WriterLock,
+    refuse_foreign_folder,
 )
 from jadevec.errors import (
     CorruptionError,
@@ -54,7 +55,7 @@ from jadevec.errors import (
 
 from jadevec_lmdb import _environment
 from jadevec_lmdb._database import LONG_ID_MARK, STATS, LmdbDatabase, prefix_of
-from jadevec_lmdb._environment import DATA_FILE
+from jadevec_lmdb._environment import DATA_FILE, LMDB_LOCK_FILE
 
 __all__ = ["LmdbBackend"]
 
@@ -71,6 +72,10 @@ _MIN_MAP_SIZE = 1 << 20
 # read and a write of the whole file.
 _COMPACT_SHARE = 1 / 8
 _CLEAN, _UNCLEAN = b"\x01", b"\x00"
+# What a store keeps at its top besides hidden names (the writer lock, the
+# work folders of a creation or a compaction): a folder holding anything else
+# and no data file is not made a store.
+_OWN_NAMES = frozenset({DATA_FILE, LMDB_LOCK_FILE})
 
 
 class LmdbBackend(Backend):
@@ -134,6 +139,8 @@ class LmdbBackend(Backend):
             if not (self._path / DATA_FILE).is_file():
                 raise StoreNotFoundError(f"no lmdb store in {str(self._path)!r}")
         else:
+            # Never a data file beside another backend's store or a user's files:
+            refuse_foreign_folder(self._path, "lmdb", DATA_FILE, _OWN_NAMES)
             self._path.mkdir(parents=True, exist_ok=True)
             self._lock = WriterLock(self._path)
         try:
