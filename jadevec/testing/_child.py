@@ -82,11 +82,15 @@ class ForkedChild:
         result = json.loads(text)
         return ("ok", result["ok"]) if "ok" in result else ("died", result["error"])
 
-    def kill(self) -> None:
-        """End the child now with ``SIGKILL`` (as a crash would), and reap it."""
+    def kill(self) -> bool:
+        """End the child now with ``SIGKILL`` (as a crash would), and reap it.
+
+        Return whether the signal ended it: False if it had already ended by
+        itself (returned, raised or crashed)."""
         os.close(self._read)
         os.kill(self.pid, signal.SIGKILL)  # an ended child stays a zombie until reaped
-        os.waitpid(self.pid, 0)
+        _, status = os.waitpid(self.pid, 0)
+        return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
 
 def run_in_child(body: Callable[[], Any], timeout: float) -> ChildOutcome:

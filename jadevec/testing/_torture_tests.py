@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import threading
 import time
 from collections import Counter
@@ -48,7 +47,8 @@ import pytest
 
 import jadevec
 from jadevec.testing._base import SuiteBase
-from jadevec.testing._stress_tests import _fork, _report, stress_cycles
+from jadevec.testing._child import ForkedChild
+from jadevec.testing._stress_tests import _report, stress_cycles
 
 __all__ = ["KillTortureTests", "issued_vector"]
 
@@ -369,19 +369,17 @@ class KillTortureTests(SuiteBase):
                 state.clear()
                 spare.clear()
             log_path.write_bytes(b"")
-            pid = _fork(lambda c=cycle, v=version: self._child(tmp_path, log_path, c, v))
+            child = ForkedChild(lambda c=cycle, v=version: self._child(tmp_path, log_path, c, v))
             early = rng.random() < 0.1  # during the open, which may be recovering
             if not early:
                 deadline = time.monotonic() + 20
                 while b"ready" not in log_path.read_bytes() and time.monotonic() < deadline:
                     time.sleep(0.002)
             time.sleep(float(rng.uniform(0, 0.01 if early else 0.3)))
-            os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
             counts["kills"] += 1
-            if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
+            if not child.kill():
                 counts["child_failures"] += 1
-                problems.append(f"cycle {cycle}: the child ended by itself (status {status})")
+                problems.append(f"cycle {cycle}: the child ended by itself (a thread failed)")
             entries = _read_log(log_path)
             if not any(e.get("ready") for e in entries):
                 kills_by_call["open"] += 1
