@@ -160,6 +160,13 @@ class SharedEnvironment:
         self.gate = _Gate()
         self.closed = False
         self.sync_on_commit = sync
+        #: Write transactions committed, and how many of them the last sync() covered:
+        #: the background tick skips its fsync while the two are equal (an idle store
+        #: must cause no I/O, and an fsync of an unchanged file still flushes the disk).
+        self.commits = 0
+        self.synced_commits = 0
+        #: fsyncs of the data file done by sync() (for tests and reports).
+        self.syncs = 0
         self._map_size = map_size
         self._writable = os.access(directory, os.W_OK)
         self.dbs: dict[bytes, _Database] = {}
@@ -298,6 +305,7 @@ class SharedEnvironment:
                             txn.abort()
                             raise
                         txn.commit()
+                        self.commits += 1  # under write_lock
                     return result
                 except lmdb.MapFullError:
                     self._resize(self.env.info()["map_size"] * 2)
@@ -323,10 +331,21 @@ class SharedEnvironment:
         """Force every committed transaction to disk (fsync)."""
         with self.gate.shared():
             self._check_open()
+            # Read before the fsync: a commit racing with it counts as unsynced.
+            commits = self.commits
             try:
                 self.env.sync(True)
             except lmdb.Error as exc:
                 raise translate(exc, self.data_path) from exc
+            self.syncs += 1
+            self.synced_commits = max(self.synced_commits, commits)
+
+    def sync_if_changed(self) -> bool:
+        """``sync()`` if a transaction committed since the last one; whether it did."""
+        if self.commits == self.synced_commits:
+            return False
+        self.sync()
+        return True
 
     # -- compaction -------------------------------------------------------------------------
 
