@@ -335,7 +335,11 @@ class JsonCatalog:
         number says it holds.
         """
         line = _dumps([self._sequence + 1, change, value]) + "\n"
+        created = not self._journal.exists()
         append_lines(self._journal, line.encode(), sync=sync)
+        if created:
+            # The new journal's name is durable only with its folder's fsync.
+            fsync_dir(self._journal.parent)
         self._sequence += 1
         self._journal_lines += 1
         self._journal_unsynced = not sync  # a synced append syncs the earlier ones too
