@@ -16,7 +16,7 @@ reader, a snapshot) held by the caller.
 """
 
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from jadevec._core._types cimport uint32_t, uint64_t
 from jadevec._core.fileset cimport raise_status
@@ -426,6 +426,13 @@ cdef object recover(jv_fileset *fs, str folder, object fallback):
     if ids_end > fs.ids_end:
         filled_ids = fill_id_gaps(<char *>ids, fs.ids_end, ids_end,
                                   [jv_fs_slot(fs, <uint32_t>slot).id_offset for _, slot in post])
+    # Id records past ids_end are of writes left out (or older debris): the
+    # next store of a new id appends over them, and if a power loss then
+    # kept its slot record but not its id record, the stale record (whole,
+    # its CRC good) would give the write another id. Zeroed here, and made
+    # durable by the clean checkpoint below, none is left to mistake.
+    if ids_size > ids_end:
+        memset(<char *>ids + ids_end, 0, ids_size - ids_end)
     # 3. A fresh table: the committed entries, then the replay.
     fs.capacity = <uint32_t>max(<uint64_t>fs.capacity, cap64)
     fs.high_water = <uint32_t>max_slot
