@@ -32,8 +32,8 @@ def test_power_loss_short_run(backend: str, tmp_path: Path) -> None:
         build_shim()
     except RuntimeError as exc:
         pytest.skip(str(exc))
-    result = run_power_loss(backend, tmp_path, crashes=6, states_per_crash=6, seed=20261202)
-    assert result["states"] == 36
+    result = run_power_loss(backend, tmp_path, crashes=10, states_per_crash=6, seed=20261202)
+    assert result["states"] == 60
     assert result["ops"] > 0 and result["syncs"] > 0  # the run did write and sync
     assert {k: result[k] for k in COUNTS} == dict.fromkeys(COUNTS, 0), result["problems"]
     assert result["problems"] == []
