@@ -16,7 +16,7 @@ reader, a snapshot) held by the caller.
 """
 
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from jadevec._core._types cimport uint32_t, uint64_t
 from jadevec._core.fileset cimport raise_status
@@ -71,6 +71,7 @@ from jadevec._core.layout cimport (
     jv_fs_row,
     jv_hash,
     jv_header_crc_ok,
+    jv_id_append,
     jv_id_at,
     jv_id_record,
     jv_id_record_size,
@@ -320,6 +321,45 @@ cdef int load_table(jv_fileset *fs, str folder, jv_commit *best, int record,
     return 0
 
 
+#: The id of a filler record: NUL bytes (allowed in ids), referenced by nothing.
+cdef bytes _FILLER = bytes(JV_MAX_ID_BYTES)
+
+
+cdef uint64_t fill_id_gaps(char *ids, uint64_t start, uint64_t end, list offsets):
+    """Turn torn id records between ``start`` (the commit's ``ids_end``) and
+    ``end`` (the replayed one) into filler records; return how many were written.
+
+    A power loss can leave a later id record whole and an earlier one torn
+    (their sectors reached the disk apart). Replay keeps the writes whose id
+    records are whole and leaves out the others, but ``ids_end`` must cover
+    the kept ones, so the torn records stay inside it, where every record
+    must be whole: each run of them, up to the next record a replayed slot
+    names (``offsets``), is rewritten as records with a NUL id.
+    """
+    cdef uint64_t off = start, gap, size, nxt, filled = 0
+    cdef const jv_id_record *idr
+    cdef const char *zeros = _FILLER
+    targets = sorted(set(offsets))
+    while off < end:
+        idr = <const jv_id_record *>(ids + off)
+        if (idr.length != 0 and idr.length <= JV_MAX_ID_BYTES
+                and off + jv_id_record_size(idr.length) <= end
+                and jv_crc32c(0, ids + off + 8, idr.length) == idr.crc):
+            off += jv_id_record_size(idr.length)
+            continue
+        nxt = next((t for t in targets if t > off), end)
+        gap = nxt - off
+        while gap >= 16:
+            # At most 8 + JV_MAX_ID_BYTES a record, never leaving less than 16.
+            size = gap if gap <= 8 + JV_MAX_ID_BYTES else (
+                8 + JV_MAX_ID_BYTES if gap - 8 - JV_MAX_ID_BYTES >= 16 else JV_MAX_ID_BYTES)
+            off = jv_id_append(ids, off, zeros, <uint32_t>(size - 8))
+            gap -= size
+            filled += 1
+        off += gap  # a gap under 16 bytes cannot hold a record (records are at least 16)
+    return filled
+
+
 cdef dict slot_problem_counts():
     return {"checksum": 0, "flags": 0, "sequence": 0, "id": 0, "torn": 0}
 
@@ -382,6 +422,17 @@ cdef object recover(jv_fileset *fs, str folder, object fallback):
         max_seq = max(max_seq, rec.sequence)
         ids_end = max(ids_end, rec.id_offset + jv_id_record_size(rec.id_length))
     post.sort()
+    cdef uint64_t filled_ids = 0
+    if ids_end > fs.ids_end:
+        filled_ids = fill_id_gaps(<char *>ids, fs.ids_end, ids_end,
+                                  [jv_fs_slot(fs, <uint32_t>slot).id_offset for _, slot in post])
+    # Id records past ids_end are of writes left out (or older debris): the
+    # next store of a new id appends over them, and if a power loss then
+    # kept its slot record but not its id record, the stale record (whole,
+    # its CRC good) would give the write another id. Zeroed here, and made
+    # durable by the clean checkpoint below, none is left to mistake.
+    if ids_size > ids_end:
+        memset(<char *>ids + ids_end, 0, ids_size - ids_end)
     # 3. A fresh table: the committed entries, then the replay.
     fs.capacity = <uint32_t>max(<uint64_t>fs.capacity, cap64)
     fs.high_water = <uint32_t>max_slot
@@ -445,6 +496,7 @@ cdef object recover(jv_fileset *fs, str folder, object fallback):
         "replayed_deletes": deleted,
         "live": fs.table.live,
         "repaired_slot_records": repaired,
+        "filled_id_records": filled_ids,
         "dropped": {k: v for k, v in dropped.items() if v},
         "seconds": time.perf_counter() - started,
     }

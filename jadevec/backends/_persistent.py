@@ -184,6 +184,9 @@ class PersistentBackend(Backend):
             if report.get("dropped"):
                 what = ", ".join(f"{n} {kind}" for kind, n in report["dropped"].items())
                 parts.append(f"left out slot records that were torn or damaged ({what})")
+            if report.get("filled_id_records"):
+                parts.append(f"rewrote {report['filled_id_records']} torn id records as "
+                             f"fillers")
             if report.get("repaired_slot_records"):
                 parts.append(f"rewrote {report['repaired_slot_records']} slot records "
                              f"from the index")

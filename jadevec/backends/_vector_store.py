@@ -141,8 +141,11 @@ class MemoryMappedVectorStore:
         #: How many times a file set was opened / evicted (for tests and reports).
         self.opens = 0
         self.evictions = 0
-        if not read_only:
+        if not read_only and not os.path.isdir(self.root):
             os.makedirs(self.root, exist_ok=True)
+            # The folder's name must survive a power loss before any database
+            # folder synced inside it can count on it.
+            fsync_dir(os.path.dirname(self.root))
 
     # -- paths -------------------------------------------------------------------
 

@@ -34,7 +34,8 @@ vector's). A log is read once, at its database's first use (a reader reads
 what was appended since, at each call). ``compact()`` rewrites it atomically
 without superseded lines. An append that fails (a full disk) is cut back to
 where it started, so a log never holds a torn line in its middle; a torn
-last line (a power loss mid-append, never acknowledged) is ignored; damage
+tail (a power loss mid-append, never acknowledged: a cut line, or unwritten
+blocks that read as NUL bytes) is ignored, and cut by the next writer; damage
 elsewhere is a ``CorruptionError`` naming the file and line. Logs and journal
 are fsynced by the checkpoint, before the vector files. Choose ``hybrid`` for
 many metadata updates on large databases: its rows are updated in place.
@@ -119,7 +120,7 @@ def append_lines(path: Path, data: bytes, sync: bool = False) -> None:
             try:
                 os.ftruncate(fd, start)
             except OSError:
-                pass  # a torn last line is ignored on read; later lines cannot follow it
+                pass  # a torn last line is ignored on read and cut by the next writer
             raise _os_error(exc, path, "append") from None
     finally:
         os.close(fd)
@@ -127,6 +128,31 @@ def append_lines(path: Path, data: bytes, sync: bool = False) -> None:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+def _whole_lines(data: bytes) -> int:
+    """How many leading bytes of a log or journal are whole lines.
+
+    A power loss can leave the part appended since the last sync torn: a last
+    line cut short, or blocks whose size reached the disk but whose bytes did
+    not, which read as NUL bytes, possibly with later lines after them. No
+    line holds a NUL byte and the synced part has none, so everything from
+    the line holding the first one is that unsynced tail.
+    """
+    nul = data.find(b"\0")
+    return data.rfind(b"\n", 0, len(data) if nul < 0 else nul) + 1
+
+
+def _cut_tail(path: Path, whole: int) -> None:
+    """A writer cuts a torn tail off before it appends (a line appended after
+    it would join it and read as damage)."""
+    try:
+        if os.path.getsize(path) > whole:
+            os.truncate(path, whole)
+    except FileNotFoundError:
+        pass  # no log yet
+    except OSError as exc:
+        raise _os_error(exc, path, "truncate") from None
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -254,9 +280,12 @@ class JsonCatalog:
             data = self._journal.read_bytes()
         except FileNotFoundError:
             return 0
-        lines = data.split(b"\n")
-        # A complete journal ends with a newline; a non-empty last piece is an
-        # append torn by a power loss, never acknowledged.
+        whole = _whole_lines(data)
+        if whole < len(data) and not self._read_only:
+            _cut_tail(self._journal, whole)
+        # What follows the whole lines is an append torn by a power loss,
+        # never acknowledged (or, for a reader, one still being written).
+        lines = data[:whole].split(b"\n")
         for number, line in enumerate(lines[:-1], start=1):
             where = f"catalog journal {str(self._journal)!r}: line {number}"
             try:
@@ -335,7 +364,11 @@ class JsonCatalog:
         number says it holds.
         """
         line = _dumps([self._sequence + 1, change, value]) + "\n"
+        created = not self._journal.exists()
         append_lines(self._journal, line.encode(), sync=sync)
+        if created:
+            # The new journal's name is durable only with its folder's fsync.
+            fsync_dir(self._journal.parent)
         self._sequence += 1
         self._journal_lines += 1
         self._journal_unsynced = not sync  # a synced append syncs the earlier ones too
@@ -412,6 +445,9 @@ class JsonCatalog:
                                    or signature[1] < offset):
             records, offset = {}, 0  # rewritten (compacted) or gone: read it whole
         offset = self._read_log(path, records, offset)
+        if not self._read_only:
+            _cut_tail(path, offset)
+            signature = _signature(path)
         self._logs[folder] = (records, offset, signature)
         return records
 
@@ -424,9 +460,9 @@ class JsonCatalog:
                 data = f.read()
         except FileNotFoundError:
             return 0
-        end = data.rfind(b"\n") + 1
-        # A non-empty piece after the last newline is an append still being
-        # written, or torn by a power loss and never acknowledged.
+        end = _whole_lines(data)
+        # What follows is an append still being written, or the tail a power
+        # loss tore, never acknowledged (the writer cuts it: see _records).
         for line in data[:end].split(b"\n")[:-1]:
             where = f"metadata log {str(path)!r}: line at byte {offset}"
             try:
