@@ -27,6 +27,7 @@ the child opens its own (as SQLite and LMDB require of their handles).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -45,7 +46,9 @@ from jadevec.backends.registry import load_backend
 from jadevec.errors import (
     DatabaseNotFoundError,
     InvalidInputError,
+    JadevecError,
     ReadOnlyError,
+    StorageFullError,
     StoreClosedError,
     StoreNotFoundError,
     UnsupportedError,
@@ -371,19 +374,22 @@ class Store:
         target = Path(os.path.abspath(fspath))
         if os.path.lexists(target):
             raise InvalidInputError(f"dest must not exist, but {str(target)!r} does")
-        target.parent.mkdir(parents=True, exist_ok=True)
         work = target.parent / f".{target.name}.backup-{secrets.token_hex(6)}"
-        work.mkdir()
         try:
-            self._backend.backup(work)
-            if os.path.lexists(target):
-                raise InvalidInputError(
-                    f"dest must not exist, but {str(target)!r} appeared during the backup")
-            os.rename(work, target)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        fsync_dir(target.parent)  # the rename is durable
+            target.parent.mkdir(parents=True, exist_ok=True)
+            work.mkdir()
+            try:
+                self._backend.backup(work)
+                if os.path.lexists(target):
+                    raise InvalidInputError(
+                        f"dest must not exist, but {str(target)!r} appeared during the backup")
+                os.rename(work, target)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            fsync_dir(target.parent)  # the rename is durable
+        except OSError as exc:
+            raise _backup_error(exc, target) from exc
 
     def close(self) -> None:
         """Checkpoint and release every file, lock and thread. A second call does nothing.
@@ -623,6 +629,25 @@ class Database:
             f"<jadevec.Database name={info.name!r} dimension={info.dimension} "
             f"metric={info.metric!r}>"
         )
+
+
+def _backup_error(exc: OSError, target: Path) -> OSError:
+    """The error ``backup()`` raises for ``exc``: typed and naming a path.
+
+    Files copied with plain ``open``/``write`` report a full disk as a bare
+    ``OSError``, often without a file name; here it becomes the
+    ``StorageFullError`` every other write raises, and a nameless error names
+    the destination.
+    """
+    if isinstance(exc, JadevecError):
+        return exc
+    where = exc.filename if exc.filename is not None else str(target)
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return StorageFullError(exc.errno, f"backup to {str(target)!r} failed: the disk is "
+                                f"full ({exc.strerror})", where)
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, f"backup to {str(target)!r} failed: {exc.strerror}", where)
 
 
 def simd_info() -> dict[str, Any]:

@@ -370,11 +370,18 @@ class PersistentBackend(Backend):
         for name in FILE_NAMES:
             if name == READERS_FILE:
                 continue  # who reads the source; the copy's first open makes its own
-            with open(os.path.join(vf.path, name), "rb") as src, \
-                    open(folder / name, "xb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
+            try:
+                with open(os.path.join(vf.path, name), "rb") as src, \
+                        open(folder / name, "xb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except OSError as exc:
+                if exc.filename is not None:
+                    raise
+                # write() and fsync() name no file: say which copy failed.
+                raise OSError(exc.errno, f"copying {name} failed: {exc.strerror}",
+                              str(folder / name)) from exc
         fsync_dir(folder)
         return self._catalog.all(entry.folder)
 
