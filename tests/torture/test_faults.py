@@ -52,3 +52,20 @@ def test_a_failed_call_anywhere_is_typed_and_all_or_nothing(backend: str,
     # Some faults were at barriers, and the store was asked to write after them.
     assert result["barrier_faults"] > 0
 
+
+
+@pytest.mark.torture
+def test_no_room_for_a_compaction_folder_is_storage_full(tmp_path: Path) -> None:
+    # Compaction's first counted call makes the new file set's folder; a full
+    # disk there used to escape as a bare OSError.
+    try:
+        result = run_fault_injection("mmap", tmp_path, scripts=["compact"],
+                                     errnos=["ENOSPC", "EFBIG"], modes=["once"], max_sites=1)
+    except RuntimeError as exc:
+        if "compiler" in str(exc):
+            pytest.skip(f"the fault shim cannot be built here: {exc}")
+        raise
+    assert result["calls"]["compact"][0] == "mkdir", result["calls"]
+    assert result["runs"] == 2
+    assert result["untyped_errors"] == 0 and result["wrong_type"] == 0, result["problems"]
+    assert result["partial"] == result["lost"] == result["verify_failures"] == 0, result
