@@ -69,3 +69,22 @@ def test_no_room_for_a_compaction_folder_is_storage_full(tmp_path: Path) -> None
     assert result["runs"] == 2
     assert result["untyped_errors"] == 0 and result["wrong_type"] == 0, result["problems"]
     assert result["partial"] == result["lost"] == result["verify_failures"] == 0, result
+
+
+@pytest.mark.torture
+def test_a_full_disk_while_deleting_a_database_is_storage_full(tmp_path: Path) -> None:
+    # Every call of delete_database failing with ENOSPC in turn: the rename, the
+    # mark for readers, the removals and the folder syncs used to escape as bare
+    # OSErrors, some naming only "vectors.jvdb" or nothing.
+    try:
+        result = run_fault_injection("mmap", tmp_path, scripts=["delete_database"],
+                                     errnos=["ENOSPC"], modes=["once"])
+    except RuntimeError as exc:
+        if "compiler" in str(exc):
+            pytest.skip(f"the fault shim cannot be built here: {exc}")
+        raise
+    assert result["sites"]["delete_database"] > 10, result["calls"]
+    kinds = result["problems_by_kind"]
+    assert result["untyped_errors"] == 0, kinds.get("untyped_errors")
+    assert result["wrong_type"] == result["no_path"] == 0, kinds
+    assert result["lost"] == result["partial"] == result["reopen_failures"] == 0, kinds
