@@ -88,3 +88,25 @@ def test_a_full_disk_while_deleting_a_database_is_storage_full(tmp_path: Path) -
     assert result["untyped_errors"] == 0, kinds.get("untyped_errors")
     assert result["wrong_type"] == result["no_path"] == 0, kinds
     assert result["lost"] == result["partial"] == result["reopen_failures"] == 0, kinds
+
+
+@pytest.mark.torture
+@pytest.mark.parametrize("backend", ["mmap", "hybrid"])
+def test_a_failed_sync_leaves_the_store_refusing_writes(backend: str, tmp_path: Path) -> None:
+    # Each call of sync() failing with EIO in turn, then one more write with the
+    # fault cleared: after a failed fsync or msync the kernel may have dropped
+    # the pages, so the store must refuse writes (StoreFailedError) until it is
+    # reopened, and the reopened store holds everything acknowledged.
+    try:
+        result = run_fault_injection(backend, tmp_path, scripts=["sync"], errnos=["EIO"],
+                                     modes=["once"])
+    except RuntimeError as exc:
+        if "compiler" in str(exc):
+            pytest.skip(f"the fault shim cannot be built here: {exc}")
+        raise
+    kinds = result["problems_by_kind"]
+    assert result["barrier_faults"] > 0, result["calls"]
+    assert result["not_failed_after_barrier_fault"] == 0, kinds
+    assert result["barrier_fault_returned_ok"] == 0, kinds
+    assert result["untyped_errors"] == result["lost"] == result["partial"] == 0, kinds
+    assert result["reopen_failures"] == result["verify_failures"] == 0, kinds
