@@ -450,8 +450,8 @@ def run_fault_injection(
         fault at a barrier: ``barrier_faults``, ``not_failed_after_barrier_fault``
         (a later write was accepted), ``barrier_fault_returned_ok`` (the call
         returned although its barrier failed); ``plain_eio`` (EIO reported as
-        a plain ``OSError``, as the contract allows); ``efbig_as_eio`` (an
-        injected EFBIG that SQLite reported as an I/O error); ``calls`` (per
+        a plain ``OSError``, as the contract allows); ``sqlite_errno_hidden`` (an
+        injected ENOSPC or EFBIG that SQLite reported as an I/O error); ``calls`` (per
         script, the counted call names); ``problems`` (a few of each kind, in
         words) and ``problems_by_kind``.
     """
@@ -473,7 +473,7 @@ def run_fault_injection(
         "crashes": 0, "lost": 0, "partial": 0, "applied_despite_error": 0,
         "reopen_failures": 0, "verify_failures": 0, "backup_mismatch": 0,
         "barrier_faults": 0, "not_failed_after_barrier_fault": 0,
-        "barrier_fault_returned_ok": 0, "plain_eio": 0, "efbig_as_eio": 0,
+        "barrier_fault_returned_ok": 0, "plain_eio": 0, "sqlite_errno_hidden": 0,
         "faults_not_reached": 0,
     }
     kept: dict[str, list[str]] = {}
@@ -645,11 +645,12 @@ def _judge_error(error: dict[str, Any], err: str, barrier: bool, where: str,
     if not error["jadevec"]:
         if err == "EIO" and error["oserror"] and error["errno"] == errno.EIO:
             counts["plain_eio"] += 1
-        elif err == "EFBIG" and error["oserror"] and error["errno"] == errno.EIO:
-            # SQLite reports every failed write as an I/O error and keeps the
-            # errno to itself; the catalog recognises a real EFBIG (a file-size
-            # limit) by the limit, which an injected one does not come with.
-            problem("efbig_as_eio", f"{where}: EFBIG reported as {text}")
+        elif (error["oserror"] and error["errno"] == errno.EIO
+              and str(error["filename"]).endswith(".sqlite3")):
+            # SQLite reports a failed write or sync as an I/O error and keeps
+            # the errno to itself; the catalog recognises a real full disk or
+            # file-size limit by looking, which an injected one does not match.
+            problem("sqlite_errno_hidden", f"{where}: {err} reported as {text}")
         else:
             problem("untyped_errors", f"{where}: untyped {text}")
             return

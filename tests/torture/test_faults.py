@@ -27,8 +27,9 @@ _SITES = 2
 # after the catalog marked it deleted, ``backup`` when the final fsync of the
 # parent folder fails after the rename), the record such a ``delete`` leaves,
 # which ``verify()`` reports until the next recovery (``verify_failures``),
-# and what the store does after a failed barrier (``not_failed_after_barrier_fault``,
-# ``barrier_fault_returned_ok``: SQLite's own syncs at close).
+# what the store does after a failed barrier (``not_failed_after_barrier_fault``,
+# ``barrier_fault_returned_ok``: SQLite's own syncs at close), and an injected
+# ENOSPC or EFBIG that SQLite reports as an I/O error (``sqlite_errno_hidden``).
 _FAILURES = ("untyped_errors", "wrong_type", "no_path", "signals", "hangs", "crashes",
              "lost", "partial", "reopen_failures")
 
