@@ -60,7 +60,9 @@ from jadevec.errors import (
     DatabaseExistsError,
     DatabaseNotFoundError,
     InvalidInputError,
+    JadevecError,
     ReadOnlyError,
+    StorageFullError,
     StoreClosedError,
     StoreFailedError,
     StoreNotFoundError,
@@ -123,8 +125,16 @@ class PersistentBackend(Backend):
         else:
             if self.path.is_dir():
                 self._refuse_foreign_folder()  # before the lock file is made there
-            self._make_root()
-            self._lock = WriterLock(self.path)
+            try:
+                self._make_root()
+                self._lock = WriterLock(self.path)
+            except OSError as exc:
+                if isinstance(exc, JadevecError) or exc.errno not in (
+                        errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                    raise
+                raise StorageFullError(
+                    exc.errno, f"cannot make the store's folder or lock file: {exc.strerror}",
+                    exc.filename if exc.filename is not None else str(self.path)) from exc
         catalog: Catalog | None = None
         try:
             catalog = self._open_catalog(self.path, self._read_only)

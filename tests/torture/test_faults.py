@@ -111,3 +111,21 @@ def test_a_failed_sync_leaves_the_store_refusing_writes(backend: str, tmp_path: 
     assert result["barrier_fault_returned_ok"] == 0, kinds
     assert result["untyped_errors"] == result["lost"] == result["partial"] == 0, kinds
     assert result["reopen_failures"] == result["verify_failures"] == 0, kinds
+
+
+@pytest.mark.torture
+def test_a_full_disk_while_opening_is_storage_full(tmp_path: Path) -> None:
+    # Every call of an open that recovers after a killed writer failing with
+    # ENOSPC in turn: the store's folder and its lock file used to fail with
+    # bare OSErrors, and a failed write of the lock file kept the lock.
+    try:
+        result = run_fault_injection("mmap", tmp_path, scripts=["open_recover"],
+                                     errnos=["ENOSPC"], modes=["once"])
+    except RuntimeError as exc:
+        if "compiler" in str(exc):
+            pytest.skip(f"the fault shim cannot be built here: {exc}")
+        raise
+    assert result["calls"]["open_recover"][:2] == ["mkdir", "open"], result["calls"]
+    kinds = result["problems_by_kind"]
+    assert result["untyped_errors"] == result["no_path"] == result["wrong_type"] == 0, kinds
+    assert result["lost"] == result["partial"] == result["reopen_failures"] == 0, kinds
