@@ -134,8 +134,11 @@ class LmdbBackend(Backend):
             if not (self._path / DATA_FILE).is_file():
                 raise StoreNotFoundError(f"no lmdb store in {str(self._path)!r}")
         else:
-            self._path.mkdir(parents=True, exist_ok=True)
-            self._lock = WriterLock(self._path)
+            try:
+                self._path.mkdir(parents=True, exist_ok=True)
+                self._lock = WriterLock(self._path)
+            except OSError as exc:
+                raise _environment.os_error(exc, self._path) from exc
         try:
             self._shared = _environment.acquire(self._path, int(map_size), sync,
                                                 writer=not options.read_only)
