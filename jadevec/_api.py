@@ -27,6 +27,7 @@ the child opens its own (as SQLite and LMDB require of their handles).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -48,7 +49,9 @@ from jadevec.backends.registry import load_backend
 from jadevec.errors import (
     DatabaseNotFoundError,
     InvalidInputError,
+    JadevecError,
     ReadOnlyError,
+    StorageFullError,
     StoreClosedError,
     StoreNotFoundError,
     UnsupportedError,
@@ -383,22 +386,25 @@ class Store:
         target = Path(os.path.abspath(fspath))
         if os.path.lexists(target):
             raise InvalidInputError(f"dest must not exist, but {str(target)!r} does")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned_backups(target)
-        work, held = _claim_backup_folder(target)
         try:
-            self._backend.backup(work)
-            crash_point("backup:written")
-            if os.path.lexists(target):
-                raise InvalidInputError(
-                    f"dest must not exist, but {str(target)!r} appeared during the backup")
-            os.rename(work, target)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        finally:
-            os.close(held)  # the flock goes with it
-        fsync_dir(target.parent)  # the rename is durable
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _remove_abandoned_backups(target)
+            work, held = _claim_backup_folder(target)
+            try:
+                self._backend.backup(work)
+                crash_point("backup:written")
+                if os.path.lexists(target):
+                    raise InvalidInputError(
+                        f"dest must not exist, but {str(target)!r} appeared during the backup")
+                os.rename(work, target)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            finally:
+                os.close(held)  # the flock goes with it
+            fsync_dir(target.parent)  # the rename is durable
+        except OSError as exc:
+            raise _backup_error(exc, target) from exc
 
     def close(self) -> None:
         """Checkpoint and release every file, lock and thread. A second call does nothing.
@@ -638,6 +644,25 @@ class Database:
             f"<jadevec.Database name={info.name!r} dimension={info.dimension} "
             f"metric={info.metric!r}>"
         )
+
+
+def _backup_error(exc: OSError, target: Path) -> OSError:
+    """The error ``backup()`` raises for ``exc``: typed and naming a path.
+
+    Files copied with plain ``open``/``write`` report a full disk as a bare
+    ``OSError``, often without a file name; here it becomes the
+    ``StorageFullError`` every other write raises, and a nameless error names
+    the destination.
+    """
+    if isinstance(exc, JadevecError):
+        return exc
+    where = exc.filename if exc.filename is not None else str(target)
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return StorageFullError(exc.errno, f"backup to {str(target)!r} failed: the disk is "
+                                f"full ({exc.strerror})", where)
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, f"backup to {str(target)!r} failed: {exc.strerror}", where)
 
 
 def simd_info() -> dict[str, Any]:

@@ -129,11 +129,18 @@ cdef int create_at(jv_fileset *fs, str path, uint32_t dimension, uint32_t capaci
     if os.path.lexists(path):
         raise FileExistsError(17, "a vector file set or other file already exists", path)
     temp = os.path.join(parent, f".{name}.creating")
-    if os.path.islink(temp) or os.path.isfile(temp):
-        os.unlink(temp)  # not ours; never follow it
-    elif os.path.lexists(temp):
-        shutil.rmtree(temp)  # left by a create that a crash interrupted
-    os.makedirs(temp)
+    try:
+        if os.path.islink(temp) or os.path.isfile(temp):
+            os.unlink(temp)  # not ours; never follow it
+        elif os.path.lexists(temp):
+            shutil.rmtree(temp)  # left by a create that a crash interrupted
+        os.makedirs(temp)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        # A full disk here is StorageFullError like every later write of the set.
+        raise_os_error(exc.errno, "preparing the new file set's folder",
+                       exc.filename if isinstance(exc.filename, str) else temp)
     cdef bytes temp_b = os.fsencode(temp)
     cdef bytes path_b = os.fsencode(path)
     cdef bytes parent_b = os.fsencode(parent)

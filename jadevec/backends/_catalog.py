@@ -13,6 +13,7 @@ system would fold or mangle are safe and a re-created name gets a new folder.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from jadevec.backends._pairing import Record
+from jadevec.errors import StorageFullError
 
 __all__ = ["CREATING", "DELETING", "LIVE", "VECTORS_DIR", "Catalog", "CatalogEntry",
            "folder_of", "fsync_dir", "new_folder_id"]
@@ -99,9 +101,20 @@ def folder_of(name: str) -> str | None:
 
 
 def fsync_dir(path: Path | str) -> None:
-    """Make a directory's entries (created, renamed, removed files) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    """Make a directory's entries (created, renamed, removed files) durable.
+
+    Raises ``StorageFullError`` for a full disk and an ``OSError`` naming the
+    folder otherwise (``os.fsync`` alone names no file).
+    """
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise StorageFullError(exc.errno, f"fsync of the folder failed: {exc.strerror}",
+                                   os.fspath(path)) from exc
+        raise OSError(exc.errno, f"fsync of the folder failed: {exc.strerror}",
+                      os.fspath(path)) from exc

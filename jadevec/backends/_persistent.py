@@ -22,6 +22,7 @@ Databases themselves are :class:`._database.PersistentDatabase`.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -60,8 +61,11 @@ from jadevec.errors import (
     DatabaseExistsError,
     DatabaseNotFoundError,
     InvalidInputError,
+    JadevecError,
     ReadOnlyError,
+    StorageFullError,
     StoreClosedError,
+    StoreFailedError,
     StoreNotFoundError,
     UnsupportedError,
 )
@@ -104,6 +108,8 @@ class PersistentBackend(Backend):
         self.path = Path(os.path.abspath(path))
         self._read_only = bool(options.read_only)
         self._closed = False
+        # Why the store refuses writes until it is reopened (a sync failed).
+        self._failed: str | None = None
         self._recovery: RecoveryReport | None = None
         self._recovery_lock = threading.Lock()
         self._lock: WriterLock | None = None
@@ -121,8 +127,16 @@ class PersistentBackend(Backend):
             # Before the lock file is made there:
             refuse_foreign_folder(self.path, self.backend_name, self.catalog_file,
                                   self.own_names)
-            self._make_root()
-            self._lock = WriterLock(self.path)
+            try:
+                self._make_root()
+                self._lock = WriterLock(self.path)
+            except OSError as exc:
+                if isinstance(exc, JadevecError) or exc.errno not in (
+                        errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                    raise
+                raise StorageFullError(
+                    exc.errno, f"cannot make the store's folder or lock file: {exc.strerror}",
+                    exc.filename if exc.filename is not None else str(self.path)) from exc
         catalog: Catalog | None = None
         try:
             catalog = self._open_catalog(self.path, self._read_only)
@@ -138,7 +152,8 @@ class PersistentBackend(Backend):
                 if actions:
                     self._add_recovery(actions, touched, time.perf_counter() - started)
                 catalog.set_clean(False)  # durable before the first write is accepted
-                self._checkpointer = Checkpointer(options.flush_interval, self._checkpoint,
+                self._checkpointer = Checkpointer(options.flush_interval,
+                                                  self._background_checkpoint,
                                                   name=f"jadevec-checkpoint {self.path}")
         except BaseException:
             if catalog is not None:
@@ -208,6 +223,9 @@ class PersistentBackend(Backend):
         self._check_open()
         if self._read_only:
             raise ReadOnlyError(f"store {str(self.path)!r} was opened with read_only=True")
+        if self._failed is not None:
+            raise StoreFailedError(errno.EIO, f"{self._failed}; the store refuses writes until "
+                                   f"it is reopened", str(self.path))
 
     def _entry(self, name: str) -> CatalogEntry | None:
         """The live database named ``name`` (ignoring case); a reader asks the catalog anew."""
@@ -359,11 +377,18 @@ class PersistentBackend(Backend):
         for name in FILE_NAMES:
             if name == READERS_FILE:
                 continue  # who reads the source; the copy's first open makes its own
-            with open(os.path.join(vf.path, name), "rb") as src, \
-                    open(folder / name, "xb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
+            try:
+                with open(os.path.join(vf.path, name), "rb") as src, \
+                        open(folder / name, "xb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except OSError as exc:
+                if exc.filename is not None:
+                    raise
+                # write() and fsync() name no file: say which copy failed.
+                raise OSError(exc.errno, f"copying {name} failed: {exc.strerror}",
+                              str(folder / name)) from exc
             crash_point("backup:copying")  # a crash with the copy half made
         fsync_dir(folder)
         return self._catalog.all(entry.folder)
@@ -371,9 +396,26 @@ class PersistentBackend(Backend):
     # -- lifecycle ---------------------------------------------------------------
 
     def _checkpoint(self) -> None:
-        """Catalog and metadata durable first, then the vectors."""
-        self._catalog.sync()
-        self._vectors.sync()
+        """Catalog and metadata durable first, then the vectors.
+
+        A failed sync leaves the store failed: writes raise ``StoreFailedError``
+        until it is reopened. After a failed fsync the kernel may have dropped
+        the pages it could not write and a retried fsync reports success over
+        them, so going on would acknowledge writes that a power loss can take.
+        """
+        if self._failed is not None:
+            raise StoreFailedError(errno.EIO, f"{self._failed}; reopen the store",
+                                   str(self.path))
+        try:
+            self._catalog.sync()
+            self._vectors.sync()
+        except OSError as exc:
+            self._failed = f"a sync failed ({exc})"
+            raise
+
+    def _background_checkpoint(self) -> None:
+        if self._failed is None:  # a failed store was told once; it does nothing more
+            self._checkpoint()
 
     def flush(self) -> None:
         self._check_open()
@@ -435,7 +477,7 @@ class PersistentBackend(Backend):
         except BaseException as exc:  # close the rest, then raise
             errors.append(exc)
         try:
-            if not self._read_only and not errors:
+            if not self._read_only and not errors and self._failed is None:
                 self._catalog.set_clean(True)
         except BaseException as exc:
             errors.append(exc)

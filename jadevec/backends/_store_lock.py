@@ -69,8 +69,13 @@ class WriterLock:
             os.close(fd)
             raise
         pid = f"{os.getpid()}\n".encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, pid, 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, pid, 0)
+        except OSError as exc:
+            os.close(fd)  # the lock goes with it: a failed open must not keep it
+            raise OSError(exc.errno, f"cannot write the lock file: {exc.strerror}",
+                          str(self.path)) from exc
         self._fd: int | None = fd
         # Closing the descriptor drops the flock: enough if the object is lost.
         self._finalizer = weakref.finalize(self, os.close, fd)

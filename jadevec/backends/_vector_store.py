@@ -49,6 +49,7 @@ and never while waiting on anything but its own condition.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -68,6 +69,8 @@ from jadevec.errors import (
     DatabaseExistsError,
     DatabaseNotFoundError,
     InvalidInputError,
+    JadevecError,
+    StorageFullError,
     StoreClosedError,
 )
 
@@ -87,6 +90,41 @@ _DELETING = ".{}.deleting"
 _OPEN_TRIES = 100
 
 OPENING, OPEN, CLOSING = "opening", "open", "closing"
+
+
+@contextmanager
+def _typed_errors(path: str, what: str) -> Iterator[None]:
+    """Raise what fails inside as a typed error naming the full path.
+
+    ``shutil.rmtree`` and calls relative to a folder's descriptor name the file
+    alone, or nothing, and report a full disk as a bare ``OSError``.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, JadevecError) or exc.errno is None:
+            raise
+        name = exc.filename if isinstance(exc.filename, str) else ""
+        where = os.path.join(path, name) if name and not os.path.isabs(name) else (name or path)
+        message = f"{what} {path!r} failed: {exc.strerror}"
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise StorageFullError(exc.errno, message, where) from exc
+        raise OSError(exc.errno, message, where) from exc
+
+
+def _remove(path: str) -> None:
+    """Remove a file or folder (typed errors naming the path)."""
+    with _typed_errors(path, "removing"):
+        if os.path.islink(path) or not os.path.isdir(path):
+            os.unlink(path)
+        else:
+            shutil.rmtree(path)
+
+
+def _mark_moved(path: str) -> None:
+    """:func:`mark_moved` with typed errors naming the path."""
+    with _typed_errors(path, "marking as moved"):
+        mark_moved(path)
 
 
 class _Slot:
@@ -318,18 +356,19 @@ class MemoryMappedVectorStore:
             # that, the old one is at .old.
             for candidate in (compact, old):
                 if os.path.isdir(candidate) and not os.path.islink(candidate):
-                    os.rename(candidate, folder)
+                    with _typed_errors(candidate, "renaming"):
+                        os.rename(candidate, folder)
                     changed = True
                     break
         for path in leftovers:
             if os.path.islink(path) or os.path.lexists(path) and not os.path.isdir(path):
                 # Not something jadevec leaves: remove the name, never follow it.
-                os.unlink(path)
+                _remove(path)
                 changed = True
             elif os.path.lexists(path):
                 if path != creating:
-                    mark_moved(path)  # a reader may still have it open
-                shutil.rmtree(path)
+                    _mark_moved(path)  # a reader may still have it open
+                _remove(path)
                 changed = True
         if changed:
             fsync_dir(self.root)
@@ -476,18 +515,17 @@ class MemoryMappedVectorStore:
         self.retire(database_id, reason or f"database folder {database_id!r} was deleted")
         if os.path.isdir(folder) and not os.path.islink(folder):
             if os.path.lexists(deleting):
-                shutil.rmtree(deleting)  # an earlier deletion cut short
-            os.rename(folder, deleting)
+                _remove(deleting)  # an earlier deletion cut short
+            with _typed_errors(folder, "renaming"):
+                os.rename(folder, deleting)
         crash_point("delete:renamed")
-        mark_moved(deleting)
+        _mark_moved(deleting)
         crash_point("delete:marked")
         for name in (database_id, _DELETING.format(database_id), _COMPACT.format(database_id),
                      _OLD.format(database_id), _CREATING.format(database_id)):
             path = os.path.join(self.root, name)
-            if os.path.islink(path):
-                os.unlink(path)
-            elif os.path.lexists(path):
-                shutil.rmtree(path)
+            if os.path.lexists(path):
+                _remove(path)
         fsync_dir(self.root)
 
     def compact(self, database_id: str) -> None:
@@ -517,8 +555,8 @@ class MemoryMappedVectorStore:
             for name in (_COMPACT.format(database_id), _OLD.format(database_id)):
                 path = os.path.join(self.root, name)
                 if os.path.isdir(path):
-                    mark_moved(path)
-                    shutil.rmtree(path)
+                    _mark_moved(path)
+                    _remove(path)
             fsync_dir(self.root)
         finally:
             if not swapped and os.path.isdir(new):

@@ -541,6 +541,9 @@ class JsonCatalog:
                 self._log_path(folder).unlink()
             except FileNotFoundError:
                 pass
+            except OSError as exc:
+                raise _os_error(exc, self._log_path(folder), "removing the metadata log") \
+                    from exc
 
     def folders(self) -> set[str]:
         """Folders that own a metadata log (recovery drops those of no database)."""

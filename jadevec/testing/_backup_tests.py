@@ -4,11 +4,15 @@ A backend that keeps nothing on disk (``persistent = False``) is skipped; one
 that is persistent must support backups. The copy is checked by opening it
 as a store of the same backend: ``verify()`` is ok, it needs no recovery,
 and every database holds, bit-exact, every vector acknowledged before
-``backup()`` began, while a writer thread kept writing during the copy.
+``backup()`` began, while a writer thread kept writing during the copy. A
+full disk while copying is ``StorageFullError`` naming a path, and leaves
+nothing at or beside the destination.
 """
 
 from __future__ import annotations
 
+import resource
+import signal
 import threading
 from pathlib import Path
 
@@ -16,8 +20,9 @@ import numpy as np
 import pytest
 
 import jadevec
-from jadevec.errors import InvalidInputError, UnsupportedError
+from jadevec.errors import InvalidInputError, StorageFullError, UnsupportedError
 from jadevec.testing._base import DIM, SuiteBase
+from jadevec.testing._lifecycle_tests import in_child
 
 __all__ = ["BackupTests"]
 
@@ -131,3 +136,41 @@ class BackupTests(SuiteBase):
             with self._open_copy(tmp_path / "deep" / "copy") as copy:
                 assert np.array_equal(copy.get_database("docs").retrieve("a"),
                                       np.ones(DIM, np.float32))
+
+    def test_a_full_disk_during_backup_is_storage_full_naming_a_path(self, tmp_path):
+        if not self.persistent:
+            pytest.skip("a backend that keeps nothing on disk has nothing to back up")
+        src = tmp_path / "src"
+        vectors = np.arange(4000 * DIM, dtype=np.float32).reshape(4000, DIM)
+        with self.make_store(src, flush_interval=0) as store:
+            store.create_database("docs", DIM).batch_store(
+                [f"v{i}" for i in range(4000)], vectors)
+        largest = max(p.stat().st_size for p in src.rglob("*") if p.is_file())
+        dest = tmp_path / "copy"
+
+        def attempt() -> list[object]:
+            with self.make_store(src, flush_interval=0) as store:
+                # Once the source is open, a file-size limit below its largest
+                # file: the copy of that file cannot be written.
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                before = resource.getrlimit(resource.RLIMIT_FSIZE)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (largest // 2, before[1]))
+                try:
+                    store.backup(dest)
+                except StorageFullError as exc:
+                    return ["full", exc.filename, str(exc)]
+                finally:
+                    resource.setrlimit(resource.RLIMIT_FSIZE, before)
+                return ["fitted"]
+
+        outcome = in_child(attempt)
+        assert outcome[0] == "full", outcome
+        assert isinstance(outcome[1], str) and outcome[1].startswith(str(tmp_path)), outcome
+        # Nothing is left at the destination or beside it; the source is whole.
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+        with self.make_store(src, flush_interval=0) as store:
+            assert store.verify().ok
+            assert np.array_equal(store.get_database("docs").retrieve("v3999"), vectors[3999])
+            store.backup(dest)
+        with self._open_copy(dest) as copy:
+            assert len(copy.get_database("docs")) == 4000

@@ -143,8 +143,11 @@ class LmdbBackend(Backend):
         else:
             # Never a data file beside another backend's store or a user's files:
             refuse_foreign_folder(self._path, "lmdb", DATA_FILE, _OWN_NAMES)
-            self._path.mkdir(parents=True, exist_ok=True)
-            self._lock = WriterLock(self._path)
+            try:
+                self._path.mkdir(parents=True, exist_ok=True)
+                self._lock = WriterLock(self._path)
+            except OSError as exc:
+                raise _environment.os_error(exc, self._path) from exc
         try:
             self._shared = _environment.acquire(self._path, int(map_size), sync,
                                                 writer=not options.read_only)

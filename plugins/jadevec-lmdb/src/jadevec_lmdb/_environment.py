@@ -380,7 +380,10 @@ class SharedEnvironment:
         with self.write_lock:
             self._check_open()
             before = os.path.getsize(self.data_path)
-            folder = Path(tempfile.mkdtemp(prefix=COMPACTING, dir=self.directory))
+            try:
+                folder = Path(tempfile.mkdtemp(prefix=COMPACTING, dir=self.directory))
+            except OSError as exc:
+                raise os_error(exc, self.directory) from exc
             try:
                 copy = folder / DATA_FILE
                 fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -408,6 +411,8 @@ class SharedEnvironment:
                         self._reopen_locked(check=False)
             except lmdb.Error as exc:
                 raise translate(exc, self.data_path) from exc
+            except OSError as exc:
+                raise os_error(exc, folder) from exc
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
             return before, os.path.getsize(self.data_path)
@@ -647,6 +652,19 @@ def translate(exc: lmdb.Error, path: Path) -> Exception:
     if isinstance(exc, lmdb.DiskError) or code == errno.EIO:
         return StoreFailedError(code or errno.EIO, f"I/O error: {exc}", where)
     return LmdbBackendError(f"{where!r}: {exc}")
+
+
+def os_error(exc: OSError, path: Path) -> OSError:
+    """The typed error for a failed file call of the plugin's own (not LMDB's):
+    a full disk is ``StorageFullError``, and every error names a path."""
+    if isinstance(exc, JadevecError) or exc.errno is None:
+        return exc
+    where = exc.filename if exc.filename is not None else str(path)
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return StorageFullError(exc.errno, f"no space left for the store: {exc.strerror}", where)
+    if exc.filename is not None:
+        return exc
+    return OSError(exc.errno, exc.strerror, where)
 
 
 def _out_of_space(path: Path) -> bool:
