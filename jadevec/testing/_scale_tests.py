@@ -32,7 +32,7 @@ from jadevec.testing._base import (
     reference_scores,
     reference_topk,
 )
-from jadevec.testing._stress_tests import _report
+from jadevec.testing._stress_tests import report_counts
 
 __all__ = ["ScaleTests", "id_vector"]
 
@@ -221,7 +221,7 @@ class ScaleTests(SuiteBase):
                    "allocated_bytes_per_vector": round(allocated / total, 1),
                    "raw_bytes_per_vector": 4 * _MILLION_DIM}
         print(f"1M x {_MILLION_DIM} across {_MILLION_DBS} databases [{self.backend}]: {figures}")
-        _report(f"one_million_across_ten_databases[{self.backend}]", figures)
+        report_counts(f"one_million_across_ten_databases[{self.backend}]", figures)
         # Growth doubles a database's capacity, so up to half of it may be free:
         # at most twice a row, its slot record and its id record, plus the index.
         assert size / total <= 2 * (4 * _MILLION_DIM + 32 + 16) + 256, figures
@@ -262,7 +262,7 @@ class ScaleTests(SuiteBase):
                    "disk_bytes_per_vector": round(
                        _disk_bytes(self.store_path(tmp_path))[0] / _WIDE_COUNT, 1)}
         print(f"1M x {_WIDE_DIM} memory [{self.backend}]: {figures}")
-        _report(f"memory_once_open[{self.backend}]", figures)
+        report_counts(f"memory_once_open[{self.backend}]", figures)
         assert anon_kib < 0.05 * data_kib, figures
 
     # --------------------------------------------------------------- 16 threads
@@ -406,4 +406,4 @@ class ScaleTests(SuiteBase):
             assert store.list_databases() == ["busy"]
         finally:
             store.close()
-        _report(f"sixteen_threads[{self.backend}]", counts)
+        report_counts(f"sixteen_threads[{self.backend}]", counts)

@@ -27,7 +27,7 @@ import jadevec
 from jadevec.testing._base import SuiteBase
 from jadevec.testing._child import ForkedChild
 
-__all__ = ["StressTests", "stress_cycles"]
+__all__ = ["StressTests", "report_counts", "stress_cycles", "torture_scale"]
 
 _DIM = 16
 
@@ -37,7 +37,15 @@ def stress_cycles() -> int:
     return int(os.environ.get("JADEVEC_STRESS_CYCLES", "200"))
 
 
-def _report(name: str, counts: dict[str, Any]) -> None:
+def torture_scale() -> int:
+    """Size of the power-loss and fault-injection loops: ``JADEVEC_TORTURE_SCALE``,
+    default 1 (the short run); the long run sets 10."""
+    return max(1, int(os.environ.get("JADEVEC_TORTURE_SCALE", "1")))
+
+
+def report_counts(name: str, counts: dict[str, Any]) -> None:
+    """Append ``counts`` as one JSON line to the file ``JADEVEC_STRESS_REPORT`` names
+    (if it is set): the figures a torture or stress run reports."""
     path = os.environ.get("JADEVEC_STRESS_REPORT")
     if path:
         with open(path, "a") as f:
@@ -169,7 +177,7 @@ class StressTests(SuiteBase):
         counts["retrieve_p50_us"] = round(latency[len(latency) // 2] * 1e6, 1) if latency else 0
         counts["retrieve_p99_us"] = (round(latency[int(len(latency) * 0.99)] * 1e6, 1)
                                      if latency else 0)
-        _report(f"readers_beside_a_writer[{self.backend}]", counts)
+        report_counts(f"readers_beside_a_writer[{self.backend}]", counts)
         assert status == "ok", f"the writer failed: {status} {detail}"
         assert counts["errors"] == 0, (counts, first_error)
         assert counts["wrong"] == counts["missing"] == counts["wrong_hits"] == 0, counts
@@ -306,5 +314,5 @@ class StressTests(SuiteBase):
                         store.delete_database(name)
             finally:
                 store.close()
-        _report(f"killed_during_the_database_lifecycle[{self.backend}]", counts)
+        report_counts(f"killed_during_the_database_lifecycle[{self.backend}]", counts)
         assert not problems, (counts, problems[:5])

@@ -48,7 +48,7 @@ import pytest
 import jadevec
 from jadevec.testing._base import SuiteBase
 from jadevec.testing._child import ForkedChild
-from jadevec.testing._stress_tests import _report, stress_cycles
+from jadevec.testing._stress_tests import report_counts, stress_cycles
 
 __all__ = ["KillTortureTests", "issued_vector"]
 
@@ -425,5 +425,5 @@ class KillTortureTests(SuiteBase):
             "reopen_ms_p99": (round(recover_ms[int(len(recover_ms) * 0.99)], 2)
                               if recover_ms else None),
         }
-        _report(f"killed_during_mixed_work[{self.backend}]", result)
+        report_counts(f"killed_during_mixed_work[{self.backend}]", result)
         assert not problems, (result, problems[:8])

@@ -71,24 +71,35 @@ def plan(long: bool, backends: list[str], seed: int) -> list[dict[str, Any]]:
                          "killed_during_mixed_work or killed_during_the_database_lifecycle",
                          *files),
          "env": {"JADEVEC_STRESS_CYCLES": str(size["t1_cycles"])}},
-        {"part": "T3", "what": "simulated power loss",
-         "cmd": _pytest("-m", "torture", "-k", "power_loss", *files, "tests/torture"),
-         "env": {"JADEVEC_TORTURE_SCALE": str(size["scale"])}},
-        {"part": "T4", "what": "ENOSPC, EIO and EFBIG at every file-system call",
-         "cmd": _pytest("-m", "torture", "-k", "fault", *files, "tests/torture"),
-         "env": {"JADEVEC_TORTURE_SCALE": str(size["scale"])}},
         {"part": "T7", "what": "read-only processes beside a writer; the writer lock",
          "cmd": _pytest("-m", "slow or not slow", "-k",
                          "readers_beside_a_writer or test_store_lock",
                          *files, "tests/backends/test_store_lock.py"),
          "env": {"JADEVEC_STRESS_CYCLES": str(size["t7_cycles"])}},
     ]
+    for backend in backends:
+        plugin = backend not in BUILT_IN
+        power = ("plugins/jadevec-lmdb/tests/test_power_loss.py" if plugin
+                 else "tests/torture/test_power_loss.py")
+        faults = ("plugins/jadevec-lmdb/tests/test_faults.py" if plugin
+                  else "tests/torture/test_faults.py")
+        scale = {"JADEVEC_TORTURE_SCALE": str(size["scale"])}
+        parts.append({"part": "T3", "what": f"simulated power loss: {backend}",
+                      "cmd": _pytest("-m", "torture", "-k", "power_loss"
+                                     + ("" if plugin else f" and {backend}"), power),
+                      "env": scale})
+        parts.append({"part": "T4", "what": f"ENOSPC, EIO and EFBIG at every file call: {backend}",
+                      "cmd": _pytest("-m", "torture", "-k", "failed_call_anywhere"
+                                     + ("" if plugin else f" and {backend}"), faults),
+                      "env": scale})
     if built_in:
         parts.append(
             {"part": "T5", "what": "corruption fuzzing of every file of mmap and hybrid stores",
              "cmd": [sys.executable, "tests/core/fuzz_harness.py", "--seed", str(seed),
                      "--count", str(size["t5_mutants"]), "--jobs", str(os.cpu_count() or 2)],
              "env": {}, "json_stdout": True})
+    parts.append({"part": "T6", "what": "16 threads on one store against a model",
+                  "cmd": _pytest("-m", "slow", "-k", "sixteen_threads", *files), "env": {}})
     for backend in backends:
         for scenario in ("mixed", "teardown", "evict"):
             for s in range(seed, seed + size["t6_seeds"]):

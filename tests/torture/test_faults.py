@@ -6,7 +6,7 @@ of one operation in a child process with the fault shim loaded, and checks
 that the call either returned or raised a typed error naming a path, that the
 store holds exactly the state before or after the call (in the child and
 after a reopen without the shim), that it verifies, and that no signal killed
-the child. ``python -m jadevec.testing.torture`` runs every site.
+the child. The long run (``python -m tests.torture --long``) tries every site.
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from jadevec.testing._faults import run_fault_injection
+from jadevec.testing import report_counts, run_fault_injection, torture_scale
 
-# Sites per script (the first and the last, where a script makes more than two
-# calls): each backend then takes one to two minutes on two cores.
-_SITES = 2
 
 # What must never happen. Not asserted here, and counted in the result: a call
 # that raised after its commit point (``applied_despite_error``: ``delete``
@@ -30,6 +27,13 @@ _SITES = 2
 # what the store does after a failed barrier (``not_failed_after_barrier_fault``,
 # ``barrier_fault_returned_ok``: SQLite's own syncs at close), and an injected
 # ENOSPC or EFBIG that SQLite reports as an I/O error (``sqlite_errno_hidden``).
+def _sites() -> int | None:
+    """Sites tried per script: the first and the last in the short run, 2 per unit of
+    JADEVEC_TORTURE_SCALE above it, every site at 10 and more (the long run)."""
+    scale = torture_scale()
+    return None if scale >= 10 else 2 * scale
+
+
 _FAILURES = ("untyped_errors", "wrong_type", "no_path", "signals", "hangs", "crashes",
              "lost", "partial", "reopen_failures")
 
@@ -39,13 +43,15 @@ _FAILURES = ("untyped_errors", "wrong_type", "no_path", "signals", "hangs", "cra
 def test_a_failed_call_anywhere_is_typed_and_all_or_nothing(backend: str,
                                                              tmp_path: Path) -> None:
     try:
-        result = run_fault_injection(backend, tmp_path, seed=1, max_sites=_SITES)
+        result = run_fault_injection(backend, tmp_path, seed=1, max_sites=_sites())
     except RuntimeError as exc:
         if "compiler" in str(exc):
             pytest.skip(f"the fault shim cannot be built here: {exc}")
         raise
     # Every script ran, and at sites that exist.
     assert set(result["sites"]) == set(result["calls"]), result
+    report_counts(f"fault_injection[{backend}]", {k: v for k, v in result.items()
+                  if not k.startswith("problems")})
     assert all(n > 0 for n in result["sites"].values()), result["sites"]
     assert result["runs"] == 6 * sum(result["sites"].values())
     failures = {key: result[key] for key in _FAILURES if result[key]}

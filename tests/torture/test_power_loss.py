@@ -4,7 +4,7 @@ A writer under the file-system shim is killed at random moments; from what
 its barriers made durable and the files the kill left, several disk states a
 power loss could leave are built and each is opened, verified and checked
 against every write the writer acknowledged (jadevec.testing._powerloss has
-the model and the checks). The long run is ``python -m jadevec.testing.torture``.
+the model and the checks). The long run is ``python -m tests.torture --long``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jadevec.testing._faultfs import build_shim
-from jadevec.testing._powerloss import run_power_loss
+from jadevec.testing import build_shim, report_counts, run_power_loss, torture_scale
 
 pytestmark = [
     pytest.mark.torture,
@@ -32,8 +31,13 @@ def test_power_loss_short_run(backend: str, tmp_path: Path) -> None:
         build_shim()
     except RuntimeError as exc:
         pytest.skip(str(exc))
-    result = run_power_loss(backend, tmp_path, crashes=10, states_per_crash=6, seed=20261202)
-    assert result["states"] == 60
+    scale = torture_scale()
+    crashes, states = 10 * scale, (6 if scale == 1 else 16)
+    result = run_power_loss(backend, tmp_path, crashes=crashes, states_per_crash=states,
+                            seed=20261201 + scale)
+    report_counts(f"power_loss[{backend}]",
+                  {k: v for k, v in result.items() if k != "problems"})
+    assert result["states"] == crashes * states
     assert result["ops"] > 0 and result["syncs"] > 0  # the run did write and sync
     assert {k: result[k] for k in COUNTS} == dict.fromkeys(COUNTS, 0), result["problems"]
     assert result["problems"] == []

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from jadevec.testing._faultfs import build_shim
-from jadevec.testing._powerloss import run_power_loss
+from jadevec.testing import build_shim, report_counts, run_power_loss, torture_scale
 
 pytestmark = [
     pytest.mark.torture,
@@ -30,8 +29,13 @@ def test_power_loss_short_run(tmp_path: Path) -> None:
         build_shim()
     except RuntimeError as exc:
         pytest.skip(str(exc))
-    result = run_power_loss("lmdb", tmp_path, crashes=10, states_per_crash=6, seed=20261202)
-    assert result["states"] == 60
+    scale = torture_scale()
+    crashes, states = 10 * scale, (6 if scale == 1 else 16)
+    result = run_power_loss("lmdb", tmp_path, crashes=crashes, states_per_crash=states,
+                            seed=20261201 + scale)
+    report_counts("power_loss[lmdb]",
+                  {k: v for k, v in result.items() if k != "problems"})
+    assert result["states"] == crashes * states
     assert result["ops"] > 0 and result["syncs"] > 0
     assert {k: result[k] for k in COUNTS} == dict.fromkeys(COUNTS, 0), result["problems"]
     assert result["problems"] == []
