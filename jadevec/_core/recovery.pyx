@@ -20,6 +20,7 @@ from libc.string cimport memcpy, memset
 
 from jadevec._core._types cimport uint32_t, uint64_t
 from jadevec._core.fileset cimport raise_status
+from jadevec._core.mapped_file cimport jv_mfile_sync, raise_os_error
 from jadevec._core.layout cimport (
     JV_COMMIT_B_OFFSET,
     JV_ENTRY_EMPTY,
@@ -120,6 +121,8 @@ cdef object load(jv_fileset *fs, str folder):
     cdef jv_commit best
     cdef jv_status st
     cdef int record = -1
+    cdef int rc
+    cdef uint64_t offset
     cdef uint64_t vec_size = fs.f[JV_FILE_VEC].size
     if vec_size < JV_HEADER_PAGE:
         raise corrupt(folder, JV_FILE_VEC, f"file is {vec_size} bytes, shorter than its "
@@ -174,6 +177,19 @@ cdef object load(jv_fileset *fs, str folder):
         check_snapshot(fs, folder)
         return None if fallback is None else {"recovered": False, "fallback": fallback}
     load_table(fs, folder, &best, record, &rec[1 - record])
+    if problems:
+        # A writer clears the record that failed its checks (reported above):
+        # the newest valid commit holds the state and the next checkpoint
+        # writes into that slot; until then verify() would report, as damage,
+        # a torn commit that nothing needs. Readers pick the same record.
+        offset = 0 if record == 1 else JV_COMMIT_B_OFFSET
+        memset(fs.f[JV_FILE_VEC].map.base + offset, 0, sizeof(jv_commit))
+        rc = jv_mfile_sync(&fs.f[JV_FILE_VEC], offset, sizeof(jv_commit), 0)
+        if rc:
+            fs.failed = 1  # a failed barrier cannot be retried safely
+            raise_os_error(rc, "msync of a cleared commit record",
+                           file_path(folder, JV_FILE_VEC))
+        fallback += f"; record {'BA'[record]} was cleared"
     if best.state == JV_STATE_CLEAN:
         if fallback is None:
             return None

@@ -398,13 +398,16 @@ def test_one_bad_commit_record_falls_back_to_the_other(closed_set):
     newest = files.newest_commit()
     older = files.commit("B" if newest["record"] == "A" else "A")
     assert newest["state"] == 0 and older["valid"]
-    # The older record damaged: the set opens at the newest, says so, and the
-    # next commit writes over the damage.
+    # The older record damaged: a reader sees it; the writer opens at the
+    # newest, says so, and clears the damaged record (the next commit's slot).
     patch(closed_set / "vectors.jvdb", older["offset"] + 20, b"\x7f")
+    with VectorFile.open(closed_set, read_only=True) as reader:
+        assert any("commit record" in p for p in reader.verify())
     with VectorFile.open(closed_set) as vf:
         assert len(vf) == 100 and vf.recovery_report["recovered"] is False
         assert "failed" in vf.recovery_report["fallback"]
-        assert any("commit record" in p for p in vf.verify())
+        assert "cleared" in vf.recovery_report["fallback"]
+        assert vf.verify() == []
         vf.put("x", [1, 2, 3, 4])
     with VectorFile.open(closed_set) as vf:
         assert vf.recovery_report is None and vf.verify() == []
