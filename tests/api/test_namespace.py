@@ -70,7 +70,9 @@ def test_public_names_are_documented():
 
 def test_testing_namespace():
     assert jadevec.testing.__all__ == ["BackendTests", "ChildOutcome", "ForkedChild",
-                                       "run_in_child"]
+                                       "build_shim", "report_counts", "run_fault_injection",
+                                       "run_in_child", "run_power_loss", "stress_cycles",
+                                       "torture_scale"]
 
 
 def test_import_loads_no_backend_and_no_compiled_module():
