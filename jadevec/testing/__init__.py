@@ -25,8 +25,11 @@ file-system call of each operation in turn with ENOSPC, EIO or EFBIG. Both
 return counts (zero is a pass) and the first problems found.
 :func:`torture_scale` and :func:`stress_cycles` size the loops from the
 environment, and :func:`report_counts` appends counts to the run's report.
+:func:`file_states` fingerprints every file under a folder, to show that an
+idle store wrote nothing.
 """
 
+from jadevec.testing._base import file_states
 from jadevec.testing._child import ChildOutcome, ForkedChild, run_in_child
 from jadevec.testing._faultfs import build_shim
 from jadevec.testing._faults import run_fault_injection
@@ -34,6 +37,6 @@ from jadevec.testing._powerloss import run_power_loss
 from jadevec.testing._stress_tests import report_counts, stress_cycles, torture_scale
 from jadevec.testing.backend_tests import BackendTests
 
-__all__ = ["BackendTests", "ChildOutcome", "ForkedChild", "build_shim", "report_counts",
-           "run_fault_injection", "run_in_child", "run_power_loss", "stress_cycles",
-           "torture_scale"]
+__all__ = ["BackendTests", "ChildOutcome", "ForkedChild", "build_shim", "file_states",
+           "report_counts", "run_fault_injection", "run_in_child", "run_power_loss",
+           "stress_cycles", "torture_scale"]

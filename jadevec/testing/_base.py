@@ -3,7 +3,9 @@ the hooks and fixtures every part of :class:`~jadevec.testing.BackendTests` uses
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,7 +16,7 @@ import jadevec
 from jadevec.backends.base import Backend
 
 __all__ = ["SuiteBase", "DIM", "METRICS", "reference_scores", "reference_topk",
-           "assert_same_ranking", "snapshot", "all_retrievable"]
+           "assert_same_ranking", "snapshot", "all_retrievable", "file_states"]
 
 DIM = 8
 METRICS = ("cosine", "dot", "l2")
@@ -127,3 +129,17 @@ def snapshot(store: jadevec.Store, query: np.ndarray) -> dict[str, Any]:
                                 else np.resize(query, db.dimension), k=5),
         }
     return out
+
+
+def file_states(root: str | os.PathLike[str]) -> dict[str, tuple[int, int, str]]:
+    """Every file under ``root`` by relative path: modification time (ns), size
+    and a SHA-256 of its bytes. Two equal results mean no file was written,
+    resized, touched, created or removed in between."""
+    root = Path(root)
+    states = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            states[str(path.relative_to(root))] = (st.st_mtime_ns, st.st_size, digest)
+    return states

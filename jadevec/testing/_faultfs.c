@@ -488,31 +488,29 @@ int creat64(const char *path, mode_t mode) {
         t_busy = 0; \
     }
 
-ssize_t write(int fd, const void *buf, size_t n) {
-    PASS_IF_BUSY(get_write()(fd, buf, n));
-    FD_CALL("write", "%s", "")
-    if (fail > 0) return fail_with(fail);
-    ssize_t rc = get_write()(fd, buf, n);
-    if (fail == 0) { int e = errno; dsync_after(fd, fail, rc, -1, buf); errno = e; }
+/* The write family: count the call (failing it if armed), make the real one,
+ * and copy what an O_DSYNC descriptor made durable into its image. */
+#define WRITE_BODY(realcall, after, call, extra_fmt, ...) \
+    PASS_IF_BUSY(realcall); \
+    FD_CALL(call, extra_fmt, __VA_ARGS__) \
+    if (fail > 0) return fail_with(fail); \
+    ssize_t rc = realcall; \
+    if (fail == 0) { int e = errno; after; errno = e; } \
     return rc;
+
+ssize_t write(int fd, const void *buf, size_t n) {
+    WRITE_BODY(get_write()(fd, buf, n), dsync_after(fd, fail, rc, -1, buf),
+               "write", "%s", "")
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
-    PASS_IF_BUSY(get_pwrite()(fd, buf, n, off));
-    FD_CALL("pwrite", "%lld %zu", (long long)off, n)
-    if (fail > 0) return fail_with(fail);
-    ssize_t rc = get_pwrite()(fd, buf, n, off);
-    if (fail == 0) { int e = errno; dsync_after(fd, fail, rc, off, buf); errno = e; }
-    return rc;
+    WRITE_BODY(get_pwrite()(fd, buf, n, off), dsync_after(fd, fail, rc, off, buf),
+               "pwrite", "%lld %zu", (long long)off, n)
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off) {
-    PASS_IF_BUSY(get_pwrite64()(fd, buf, n, off));
-    FD_CALL("pwrite", "%lld %zu", (long long)off, n)
-    if (fail > 0) return fail_with(fail);
-    ssize_t rc = get_pwrite64()(fd, buf, n, off);
-    if (fail == 0) { int e = errno; dsync_after(fd, fail, rc, off, buf); errno = e; }
-    return rc;
+    WRITE_BODY(get_pwrite64()(fd, buf, n, off), dsync_after(fd, fail, rc, off, buf),
+               "pwrite", "%lld %zu", (long long)off, n)
 }
 
 static size_t iov_len(const struct iovec *iov, int cnt) {
@@ -522,21 +520,14 @@ static size_t iov_len(const struct iovec *iov, int cnt) {
 }
 
 ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off) {
-    PASS_IF_BUSY(get_pwritev()(fd, iov, cnt, off));
-    FD_CALL("pwritev", "%lld %zu", (long long)off, iov_len(iov, cnt))
-    if (fail > 0) return fail_with(fail);
-    ssize_t rc = get_pwritev()(fd, iov, cnt, off);
-    if (fail == 0) { int e = errno; dsync_after_iov(fd, fail, rc, off, iov, cnt); errno = e; }
-    return rc;
+    WRITE_BODY(get_pwritev()(fd, iov, cnt, off), dsync_after_iov(fd, fail, rc, off, iov, cnt),
+               "pwritev", "%lld %zu", (long long)off, iov_len(iov, cnt))
 }
 
 ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off64_t off) {
-    PASS_IF_BUSY(get_pwritev64()(fd, iov, cnt, off));
-    FD_CALL("pwritev", "%lld %zu", (long long)off, iov_len(iov, cnt))
-    if (fail > 0) return fail_with(fail);
-    ssize_t rc = get_pwritev64()(fd, iov, cnt, off);
-    if (fail == 0) { int e = errno; dsync_after_iov(fd, fail, rc, off, iov, cnt); errno = e; }
-    return rc;
+    WRITE_BODY(get_pwritev64()(fd, iov, cnt, off),
+               dsync_after_iov(fd, fail, rc, off, iov, cnt),
+               "pwritev", "%lld %zu", (long long)off, iov_len(iov, cnt))
 }
 
 int ftruncate(int fd, off_t len) {

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,39 @@ def versioned(vector_id: str, version: int) -> np.ndarray:
     return v
 
 
-class StressTests(SuiteBase):
+class KillLoopBase(SuiteBase):
+    """What every kill loop does after a kill: reopen, recover, verify."""
+
+    def reopen_after_kill(self, tmp_path: Path, label: str, counts: dict[str, Any],
+                          problems: list[str],
+                          first_read: Callable[[jadevec.Store], Any] | None = None,
+                          ) -> jadevec.Store | None:
+        """Open the store a killed writer left (counting ``failed_reopens`` and
+        ``verify_failures`` in ``counts``); ``None`` when it would not open.
+
+        ``first_read`` runs before ``verify()``, so that a caller can time the
+        recovery the first read triggers on its own.
+        """
+        try:
+            store = self.make_store(tmp_path, flush_interval=0)
+        except Exception as exc:  # noqa: BLE001 - counted: the store must always open
+            counts["failed_reopens"] += 1
+            problems.append(f"{label}: reopen failed: {exc!r}")
+            return None
+        try:
+            if first_read is not None:
+                first_read(store)
+            report = store.verify()
+        except BaseException:
+            store.close()
+            raise
+        if not report.ok:
+            counts["verify_failures"] += 1
+            problems.append(f"{label}: verify: {report.problems[:3]}")
+        return store
+
+
+class StressTests(KillLoopBase):
     """Readers beside a writer; a writer killed during create, delete, compact and close."""
 
     # ------------------------------------------------------ readers beside a writer
@@ -275,17 +308,10 @@ class StressTests(SuiteBase):
             child.kill()
             counts["kills"] += 1
             allowed = self._expected(log, state)
-            try:
-                store = self.make_store(tmp_path, flush_interval=0)
-            except Exception as exc:  # noqa: BLE001 - counted: the store must always open
-                counts["failed_reopens"] += 1
-                problems.append(f"cycle {cycle}: reopen failed: {exc!r}")
+            store = self.reopen_after_kill(tmp_path, f"cycle {cycle}", counts, problems)
+            if store is None:
                 break
             try:
-                report = store.verify()
-                if not report.ok:
-                    counts["verify_failures"] += 1
-                    problems.append(f"cycle {cycle}: verify: {report.problems[:3]}")
                 listed = store.list_databases()
                 if len({n.lower() for n in listed}) != len(listed):
                     counts["duplicate_names"] += 1

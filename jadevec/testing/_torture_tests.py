@@ -46,9 +46,8 @@ import numpy as np
 import pytest
 
 import jadevec
-from jadevec.testing._base import SuiteBase
 from jadevec.testing._child import ForkedChild
-from jadevec.testing._stress_tests import report_counts, stress_cycles
+from jadevec.testing._stress_tests import KillLoopBase, report_counts, stress_cycles
 
 __all__ = ["KillTortureTests", "issued_vector"]
 
@@ -89,7 +88,7 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
-class KillTortureTests(SuiteBase):
+class KillTortureTests(KillLoopBase):
     """A writer killed at random moments of mixed multi-threaded work."""
 
     # ------------------------------------------------------------------ the child
@@ -393,19 +392,16 @@ class KillTortureTests(SuiteBase):
                 kills_by_call["between_calls"] += 1
             version += sum(1 for e in entries if "b" in e) + 1
             started = time.perf_counter()
-            try:
-                store = self.make_store(tmp_path, flush_interval=0)
-            except Exception as exc:  # noqa: BLE001 - counted: the store must always open
-                counts["failed_reopens"] += 1
-                problems.append(f"cycle {cycle}: reopen failed: {exc!r}")
-                break
-            try:
+
+            def first_read(store: jadevec.Store, started: float = started) -> None:
                 store.get_database(_DATABASES[0]).retrieve("0-0")  # opens (recovers) its files
                 recover_ms.append((time.perf_counter() - started) * 1e3)
-                report = store.verify()
-                if not report.ok:
-                    counts["verify_failures"] += 1
-                    problems.append(f"cycle {cycle}: verify: {report.problems[:3]}")
+
+            store = self.reopen_after_kill(tmp_path, f"cycle {cycle}", counts, problems,
+                                           first_read)
+            if store is None:
+                break
+            try:
                 before = len(problems)
                 self._check(store, state, spare, pending, touched, counts, problems,
                             np.random.default_rng(cycle))

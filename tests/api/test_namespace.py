@@ -70,7 +70,8 @@ def test_public_names_are_documented():
 
 def test_testing_namespace():
     assert jadevec.testing.__all__ == ["BackendTests", "ChildOutcome", "ForkedChild",
-                                       "build_shim", "report_counts", "run_fault_injection",
+                                       "build_shim", "file_states", "report_counts",
+                                       "run_fault_injection",
                                        "run_in_child", "run_power_loss", "stress_cycles",
                                        "torture_scale"]
 

@@ -9,33 +9,21 @@
   them all.
 """
 
-import hashlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import jadevec
+from jadevec.testing import file_states
 
 BACKENDS = ["mmap", "hybrid"]
 TICK = 0.05
-
-
-def _file_states(root: Path) -> dict[str, tuple[int, int, str]]:
-    """Every file under ``root``: modification time, size and a hash of its bytes."""
-    states = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            st = path.stat()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            states[str(path.relative_to(root))] = (st.st_mtime_ns, st.st_size, digest)
-    return states
 
 
 def _wait_ticks(store: jadevec.Store, n: int) -> None:
@@ -57,12 +45,12 @@ def test_idle_store_writes_nothing(tmp_path, rng, backend):
                            rng.standard_normal((50, 8)).astype(np.float32),
                            [{"i": i}] * 50)
         _wait_ticks(store, 2)  # the first commits the writes, the second finds nothing
-        before = _file_states(path)
+        before = file_states(path)
         generations = [store._backend._vectors.call(e.folder, lambda vf: vf.generation)
                        for e in store._backend._databases.values()]
         time.sleep(0.02)  # past the file system's timestamp granularity
         _wait_ticks(store, 6)
-        assert _file_states(path) == before
+        assert file_states(path) == before
         assert [store._backend._vectors.call(e.folder, lambda vf: vf.generation)
                 for e in store._backend._databases.values()] == generations
         # A write wakes it again: the next tick commits a new generation.

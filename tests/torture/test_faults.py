@@ -18,6 +18,13 @@ import pytest
 from jadevec.testing import report_counts, run_fault_injection, torture_scale
 
 
+def _sites() -> int | None:
+    """Sites tried per script: the first and the last in the short run, 2 per unit of
+    JADEVEC_TORTURE_SCALE above it, every site at 10 and more (the long run)."""
+    scale = torture_scale()
+    return None if scale >= 10 else 2 * scale
+
+
 # What must never happen. Not asserted here, and counted in the result: a call
 # that raised after its commit point (``applied_despite_error``: ``delete``
 # when removing the record fails after the vector is gone, ``delete_database``
@@ -27,13 +34,6 @@ from jadevec.testing import report_counts, run_fault_injection, torture_scale
 # what the store does after a failed barrier (``not_failed_after_barrier_fault``,
 # ``barrier_fault_returned_ok``: SQLite's own syncs at close), and an injected
 # ENOSPC or EFBIG that SQLite reports as an I/O error (``sqlite_errno_hidden``).
-def _sites() -> int | None:
-    """Sites tried per script: the first and the last in the short run, 2 per unit of
-    JADEVEC_TORTURE_SCALE above it, every site at 10 and more (the long run)."""
-    scale = torture_scale()
-    return None if scale >= 10 else 2 * scale
-
-
 _FAILURES = ("untyped_errors", "wrong_type", "no_path", "signals", "hangs", "crashes",
              "lost", "partial", "reopen_failures")
 
@@ -58,7 +58,6 @@ def test_a_failed_call_anywhere_is_typed_and_all_or_nothing(backend: str,
     assert not failures, {key: result["problems_by_kind"][key] for key in failures}
     # Some faults were at barriers, and the store was asked to write after them.
     assert result["barrier_faults"] > 0
-
 
 
 @pytest.mark.torture

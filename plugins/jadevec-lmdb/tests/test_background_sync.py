@@ -12,25 +12,13 @@ every ``flush_interval`` seconds:
 
 from __future__ import annotations
 
-import hashlib
 import time
-from pathlib import Path
 
 import jadevec
 import numpy as np
+from jadevec.testing import file_states
 
 TICK = 0.05
-
-
-def _file_states(root: Path) -> dict[str, tuple[int, int, str]]:
-    """Every file under ``root``: modification time, size and a hash of its bytes."""
-    states = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            st = path.stat()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            states[str(path.relative_to(root))] = (st.st_mtime_ns, st.st_size, digest)
-    return states
 
 
 def _wait_ticks(store: jadevec.Store, n: int) -> None:
@@ -53,11 +41,11 @@ def test_idle_store_syncs_nothing(tmp_path):
         _wait_ticks(store, 2)  # the first syncs the writes, the second finds nothing
         assert shared.synced_commits == shared.commits
         syncs = shared.syncs
-        before = _file_states(path)
+        before = file_states(path)
         time.sleep(0.02)  # past the file system's timestamp granularity
         _wait_ticks(store, 6)
         assert shared.syncs == syncs
-        assert _file_states(path) == before
+        assert file_states(path) == before
         # A write wakes it again: the next tick syncs it.
         db.store("late", np.ones(8, np.float32))
         _wait_ticks(store, 2)
