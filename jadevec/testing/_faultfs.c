@@ -29,7 +29,18 @@
  * The snapshot is taken when the barrier STARTS (what was written before the
  * call is what the call guarantees; a concurrent writer's later bytes are
  * not) and put in place only when the call succeeds, through a rename, so a
- * process killed in the middle leaves the previous image.
+ * process killed in the middle leaves the previous image. One lock is held
+ * from a barrier's snapshot to its image's install, so two threads' barriers
+ * on one file cannot install their images out of order (an older snapshot
+ * over a newer one) or lose each other's msync ranges.
+ *
+ * A file system reuses the number of a freed inode, so a new file can get
+ * the key of a deleted one. When a file or directory is created under a key
+ * that has images, they belong to the dead inode: they are renamed to
+ * "<key>~<n>" and every directory image that names the key is rewritten to
+ * name "<key>~<n>", so a state built from a directory image that still lists
+ * the deleted name gets the dead file's bytes, and the new file starts with
+ * no durable bytes. Each such rebirth is logged as "0 reborn <key>~<n>".
  *
  * Safety: the constructor only reads the environment into static buffers (it
  * runs before Python, even before malloc may be safe to use); the shim's own
@@ -39,6 +50,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -72,6 +84,8 @@ static long g_fail_at;          /* absolute seq that fails; 0: disarmed */
 static int g_fail_errno = ENOSPC;
 static int g_fail_persist;
 static __thread int t_busy;     /* inside the shim: pass everything through */
+static pthread_mutex_t g_images_lock = PTHREAD_MUTEX_INITIALIZER;  /* images change under it */
+static long g_rebirths;         /* suffixes given to dead inodes' images */
 
 /* ------------------------------------------------------------ real calls */
 
@@ -294,6 +308,95 @@ static void pending_finish(struct pending *p, int success) {
     else get_unlink()(p->tmp);
 }
 
+/* Rewrite one directory image so that entries naming ``key`` name ``dead``. */
+static void rename_key_in_listing(const char *listing, const char *key, const char *dead) {
+    int fd = get_open()(listing, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    char *text = NULL, *out = NULL;
+    if (fstat(fd, &st) != 0 || st.st_size <= 0) goto done;
+    size_t size = (size_t)st.st_size, klen = strlen(key), dlen = strlen(dead);
+    text = malloc(size + 1);
+    out = malloc(size + size / 2 * dlen + 1);  /* each line "t k n": at most size/2 lines */
+    if (!text || !out) goto done;
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = get_pread()(fd, text + got, size - got, (off_t)got);
+        if (n <= 0) goto done;
+        got += (size_t)n;
+    }
+    text[size] = 0;
+    size_t o = 0;
+    int changed = 0;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        /* "<type> <key> <name>": the key sits between the first two spaces. */
+        if (len > klen + 3 && line[1] == ' ' && strncmp(line + 2, key, klen) == 0 &&
+            line[2 + klen] == ' ') {
+            memcpy(out + o, line, 2);
+            memcpy(out + o + 2, dead, dlen);
+            memcpy(out + o + 2 + dlen, line + 2 + klen, len - 2 - klen);
+            o += len - klen + dlen;
+            changed = 1;
+        } else {
+            memcpy(out + o, line, len);
+            o += len;
+        }
+        line += len;
+    }
+    if (changed) {
+        char tmp[JV_PATH];
+        snprintf(tmp, sizeof tmp, "%s.%ld.tmp", listing, (long)syscall(SYS_gettid));
+        int dst = get_open()(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (dst >= 0) {
+            int ok = get_write()(dst, out, o) == (ssize_t)o;
+            get_close()(dst);
+            if (ok) get_rename()(tmp, listing);
+            else get_unlink()(tmp);
+        }
+    }
+done:
+    free(text);
+    free(out);
+    get_close()(fd);
+}
+
+/* A new inode got ``st``'s key: move the images of the dead one out of its way. */
+static void retire_key_images(const struct stat *st) {
+    char key[64], f[JV_PATH], d[JV_PATH];
+    key_of(st->st_dev, st->st_ino, key);
+    image_path('f', key, "", f);
+    image_path('d', key, "", d);
+    pthread_mutex_lock(&g_images_lock);
+    if (access(f, F_OK) == 0 || access(d, F_OK) == 0) {
+        char dead[96], to[JV_PATH];
+        snprintf(dead, sizeof dead, "%s~%ld", key, ++g_rebirths);
+        image_path('f', dead, "", to);
+        get_rename()(f, to);
+        image_path('d', dead, "", to);
+        get_rename()(d, to);
+        DIR *dir = opendir(g_images);
+        if (dir) {
+            struct dirent *e;
+            while ((e = readdir(dir)) != NULL) {
+                size_t n = strlen(e->d_name);
+                if (e->d_name[0] != 'd' || e->d_name[1] != '_' ||
+                    (n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0))
+                    continue;
+                char listing[JV_PATH];
+                snprintf(listing, sizeof listing, "%s/%s", g_images, e->d_name);
+                rename_key_in_listing(listing, key, dead);
+            }
+            closedir(dir);
+        }
+        char line[160];
+        int len = snprintf(line, sizeof line, "0 reborn %s\n", dead);
+        if (len > 0 && (size_t)len < sizeof line) log_line(line, (size_t)len);
+    }
+    pthread_mutex_unlock(&g_images_lock);
+}
+
 /* A write through an O_DSYNC (or O_SYNC) descriptor is durable when it
  * returns (LMDB writes its meta page so): its bytes go into the image. */
 static int is_dsync(int fd) {
@@ -307,15 +410,19 @@ static void dsync_apply(int fd, off_t off, const void *buf, size_t n) {
     char key[64], path[JV_PATH];
     key_of(st.st_dev, st.st_ino, key);
     image_path('f', key, "", path);
+    pthread_mutex_lock(&g_images_lock);
     int img = get_open()(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (img < 0) return;
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = get_pwrite()(img, (const char *)buf + done, n - done, off + (off_t)done);
-        if (w <= 0) break;
-        done += (size_t)w;
+    if (img >= 0) {
+        size_t done = 0;
+        while (done < n) {
+            ssize_t w = get_pwrite()(img, (const char *)buf + done, n - done,
+                                     off + (off_t)done);
+            if (w <= 0) break;
+            done += (size_t)w;
+        }
+        get_close()(img);
     }
-    get_close()(img);
+    pthread_mutex_unlock(&g_images_lock);
 }
 
 static void dsync_after(int fd, int counted, ssize_t rc, off_t off, const void *buf) {
@@ -440,15 +547,33 @@ static int open_common(int dirfd, const char *path, int flags, mode_t mode, cons
     return 1;
 }
 
+/* Whether an open with these flags is about to create a new inode. */
+static int will_create(int dirfd, const char *path, int flags) {
+    if (!g_images[0] || !(flags & O_CREAT)) return 0;
+    struct stat st;
+    return fstatat(dirfd, path, &st, 0) != 0 && errno == ENOENT;
+}
+
+/* After a call that created an inode: retire the images its key may still have. */
+static void created(int fd, int dirfd, const char *path) {
+    struct stat st;
+    int rc = fd >= 0 ? fstat(fd, &st) : fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW);
+    if (rc == 0) retire_key_images(&st);
+}
+
 #define OPEN_BODY(realcall, dirfd, call) \
     mode_t mode = 0; \
     if (flags & (O_CREAT | O_TMPFILE)) { \
         va_list ap; va_start(ap, flags); mode = (mode_t)va_arg(ap, int); va_end(ap); \
     } \
     if (t_busy || !g_root_len) return realcall; \
-    t_busy = 1; int fail; open_common(dirfd, path, flags, mode, call, &fail); t_busy = 0; \
+    t_busy = 1; int fail; int scoped = open_common(dirfd, path, flags, mode, call, &fail); \
+    int creating = scoped && !fail && will_create(dirfd, path, flags); t_busy = 0; \
     if (fail) return fail_with(fail); \
-    return realcall;
+    int fd = realcall; \
+    if (creating && fd >= 0) { int e = errno; t_busy = 1; created(fd, dirfd, path); \
+                               t_busy = 0; errno = e; } \
+    return fd;
 
 int open(const char *path, int flags, ...) {
     OPEN_BODY(get_open()(path, flags, mode), AT_FDCWD, "open")
@@ -579,12 +704,14 @@ static int barrier(int fd, int (*real)(int), const char *call) {
     if (fail < 0 || !g_images[0]) return real(fd);
     struct pending p;
     t_busy = 1;
+    pthread_mutex_lock(&g_images_lock);
     snapshot_fd(fd, &p);
     t_busy = 0;
     int rc = real(fd);
     int saved = errno;
     t_busy = 1;
     pending_finish(&p, rc == 0);
+    pthread_mutex_unlock(&g_images_lock);
     t_busy = 0;
     errno = saved;
     return rc;
@@ -626,11 +753,13 @@ int msync(void *addr, size_t len, int flags) {
         }
     }
     int record = counted && !fail && g_images[0] && (flags & MS_SYNC);
-    if (record)
+    if (record) {
+        pthread_mutex_lock(&g_images_lock);
         for (int i = 0; i < nparts; i++) {
             pend[i].ok = 0;
             if (under_root(parts[i].path)) snapshot_msync(&parts[i], &pend[i]);
         }
+    }
     t_busy = 0;
     if (fail) return fail_with(fail);
     int rc = get_msync()(addr, len, flags);
@@ -638,6 +767,7 @@ int msync(void *addr, size_t len, int flags) {
         int saved = errno;
         t_busy = 1;
         for (int i = 0; i < nparts; i++) pending_finish(&pend[i], rc == 0);
+        pthread_mutex_unlock(&g_images_lock);
         t_busy = 0;
         errno = saved;
     }
@@ -693,7 +823,15 @@ int mkdir(const char *path, mode_t mode) {
     PASS_IF_BUSY(get_mkdir()(path, mode));
     int fail = path_call("mkdir", AT_FDCWD, path, 0, NULL);
     if (fail) return fail_with(fail);
-    return get_mkdir()(path, mode);
+    int rc = get_mkdir()(path, mode);
+    if (rc == 0 && g_images[0]) {
+        int e = errno;
+        t_busy = 1;
+        created(-1, AT_FDCWD, path);
+        t_busy = 0;
+        errno = e;
+    }
+    return rc;
 }
 
 int rmdir(const char *path) {

@@ -165,3 +165,48 @@ def test_barriers_record_durable_images(shim: Path, tmp_path: Path) -> None:
     assert (images / f"f_{out['ds']}").read_bytes() == bytes(8) + b"meta"
     assert [line[1] for line in log_lines(log)][-3:] == ["msync", "open", "pwrite"]
     assert not [p for p in images.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_new_file_on_a_reused_inode_does_not_inherit_the_dead_files_images(
+        shim: Path, tmp_path: Path) -> None:
+    root, images, log = tmp_path / "root", tmp_path / "images", tmp_path / "log"
+    root.mkdir()
+    images.mkdir()
+    env = shim_env(shim, root, log=log, images=images)
+    # Create, sync and delete files until the file system hands a deleted
+    # file's inode number to a new file (ext4 does so at once; tmpfs never).
+    out = run_child("""
+        key = lambda s: "%x_%x" % (s.st_dev, s.st_ino)
+        d = os.open(root, os.O_RDONLY)
+        dead = {}
+        for i in range(200):
+            path = os.path.join(root, f"old{i}")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            k = key(os.fstat(fd))
+            if k in dead:
+                os.write(fd, b"new, never synced")
+                print(json.dumps({"key": k, "dead": dead[k], "new": f"old{i}"}))
+                break
+            os.write(fd, f"dead file {i}".encode())
+            os.fsync(fd)
+            os.fsync(d)          # its name is durable too
+            os.close(fd)
+            os.unlink(path)      # not synced: the directory image still lists it
+            dead[k] = f"old{i}"
+        else:
+            print(json.dumps({}))
+    """, env)
+    if not out:
+        pytest.skip("this file system did not reuse an inode number")
+    reborn = [line[2] for line in log_lines(log) if line[1] == "reborn"]
+    assert len(reborn) == 1 and reborn[0].startswith(out["key"] + "~")
+    # The dead file keeps its synced bytes under its retired key, and the
+    # directory image that lists its name points there; the new file has no
+    # durable bytes yet.
+    i = int(out["dead"][3:])
+    assert (images / f"f_{reborn[0]}").read_bytes() == f"dead file {i}".encode()
+    assert not (images / f"f_{out['key']}").exists()
+    listing = dict(line.split(" ")[2:0:-1] for line in
+                   next(images.glob("d_*")).read_text().splitlines())
+    assert listing[out["dead"]] == reborn[0]
+    assert not [p for p in images.iterdir() if p.name.endswith(".tmp")]
