@@ -402,7 +402,13 @@ class Store:
                 raise
             finally:
                 os.close(held)  # the flock goes with it
-            fsync_dir(target.parent)  # the rename is durable
+            try:
+                fsync_dir(target.parent)  # the rename is durable
+            except OSError:
+                # The copy is whole but its name may not survive a power loss:
+                # a backup that raises leaves no copy behind.
+                shutil.rmtree(target, ignore_errors=True)
+                raise
         except OSError as exc:
             raise _backup_error(exc, target) from exc
 

@@ -214,10 +214,16 @@ class PersistentDatabase(DatabaseBackend):
 
         def write(vf: VectorFile) -> bool:
             existed = vf.delete(vector_id)
-            # After the commit point: a crash before this line leaves a
-            # record with no live vector, which reads ignore and recovery removes.
-            if self._catalog.has_any(self._key):
-                self._catalog.remove(self._key, [vector_id])
+            # After the commit point: a crash (or a failed write) here leaves a
+            # record with no live vector, which reads ignore and the next open
+            # removes. The delete happened, so the call must not raise.
+            try:
+                if self._catalog.has_any(self._key):
+                    self._catalog.remove(self._key, [vector_id])
+            except OSError as exc:
+                log.warning("vector %r is deleted, but removing its metadata record failed "
+                            "(%s); reads ignore the record and the next open removes it",
+                            vector_id, exc)
             return bool(existed)
 
         with self._write_lock:

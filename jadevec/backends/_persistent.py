@@ -307,11 +307,18 @@ class PersistentBackend(Backend):
         crash_point("delete:begun")
         # Outside the catalog lock: waiting for in-flight users of this
         # database must not block every other database's lookups.
-        self._vectors.delete_database_vectors(
-            entry.folder, f"database {entry.name!r} was deleted; this handle is no longer valid")
-        self._catalog.drop(entry.folder)
-        crash_point("delete:files")
-        self._catalog.finish_delete(entry)
+        try:
+            self._vectors.delete_database_vectors(
+                entry.folder,
+                f"database {entry.name!r} was deleted; this handle is no longer valid")
+            self._catalog.drop(entry.folder)
+            crash_point("delete:files")
+            self._catalog.finish_delete(entry)
+        except OSError as exc:
+            # The deletion is committed; what is left (files, records, the
+            # intent) is what a crash here leaves, and the next open removes it.
+            log.warning("database %r is deleted, but removing its files failed (%s); the next "
+                        "open of %s removes them", entry.name, exc, str(self.path))
 
     # -- backup ------------------------------------------------------------------
 
@@ -455,10 +462,11 @@ class PersistentBackend(Backend):
         ids = list(stored)
         found, hit = vf.get_batch(ids)
         for vid, vec, ok in zip(ids, found, hit.tolist(), strict=True):
-            live_fp = fingerprints(vec.reshape(1, -1))[0] if ok else None
+            if not ok:
+                continue  # a deleted vector's record: reads ignore it, the next open removes it
             # A record is fine if the pairing rule resolves it: one ahead of
             # its vector (a write cut short) is settled by the next recovery.
-            if live_fp is None or resolve(stored[vid], live_fp) is UNKNOWN:
+            if resolve(stored[vid], fingerprints(vec.reshape(1, -1))[0]) is UNKNOWN:
                 problems.append(f"metadata of {vid!r} is not paired with its vector")
         return len(vf), problems, len(stored)
 

@@ -19,7 +19,7 @@ def _sites() -> int | None:
 
 
 _FAILURES = ("untyped_errors", "wrong_type", "no_path", "signals", "hangs", "crashes",
-             "lost", "partial", "reopen_failures")
+             "lost", "partial", "applied_despite_error", "reopen_failures", "verify_failures")
 
 
 @pytest.mark.torture
