@@ -424,6 +424,11 @@ cdef object recover(jv_fileset *fs, str folder, object fallback):
         if rec.sequence >= JV_MAX_COUNTER:
             dropped["sequence"] += 1
             continue
+        # Every whole record raises the next sequence, the ones left out
+        # below too: a later write may append an id record where a left-out
+        # record's id was torn, or fill its row, and at the next recovery the
+        # stale record would then pass every check and name that id.
+        max_seq = max(max_seq, rec.sequence)
         if jv_id_at(ids, ids_size, rec.id_offset, rec.id_length, &key) != 0 or \
                 jv_crc32c(0, key, rec.id_length) != (<const jv_id_record *>(key - 8)).crc:
             dropped["id"] += 1
@@ -435,7 +440,6 @@ cdef object recover(jv_fileset *fs, str folder, object fallback):
             n_live_post += 1
             max_slot = max(max_slot, i + 1)
         post.append((rec.sequence, i))
-        max_seq = max(max_seq, rec.sequence)
         ids_end = max(ids_end, rec.id_offset + jv_id_record_size(rec.id_length))
     post.sort()
     cdef uint64_t filled_ids = 0

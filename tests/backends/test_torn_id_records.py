@@ -99,3 +99,57 @@ def test_a_stale_id_record_past_ids_end_names_no_write(tmp_path: Path, backend: 
         db = store.get_database("docs")
         assert db.list_vectors() == ["a"]  # "fresh" is lost (never synced), "stale" never written
         assert store.verify().ok, store.verify().problems
+
+
+STORE_AND_DIE = textwrap.dedent("""
+    import os, sys
+    import jadevec
+    store = jadevec.open(sys.argv[1], backend=sys.argv[2], flush_interval=0)
+    store.get_database("docs").store(sys.argv[3], [float(sys.argv[4]), 1.0, 1.0, 1.0])
+    os._exit(0)  # no checkpoint
+""")
+
+
+@pytest.mark.parametrize("backend", ["mmap", "hybrid"])
+def test_a_slot_record_one_recovery_left_out_is_never_replayed(tmp_path: Path,
+                                                               backend: str) -> None:
+    """A power loss keeps a write's slot record and row but tears its id
+    record: recovery leaves the write out. A later write of a new id then
+    appends its id record at the same offset. When that writer is killed, the
+    next recovery must not take the stale slot record (whole, its row whole,
+    its id reference now whole too) as a write of the new id."""
+    path = tmp_path / "store"
+    with jadevec.open(path, backend=backend, flush_interval=0) as store:
+        store.create_database("docs", 4, "l2").store("a", [1.0, 2.0, 3.0, 4.0])
+    subprocess.run([sys.executable, "-c", STORE_AND_DIE, str(path), backend, "lost", "9"],
+                   check=True, timeout=60)
+    (folder,) = path.glob("vectors/*/")
+    # The power loss: the write (slot 1) reached the disk in slot 40's place,
+    # which no later write of this test touches (as a slot freed before the
+    # crash may be), and its id record was never written.
+    slots = bytearray((folder / "slots.jvsl").read_bytes())
+    rows = bytearray((folder / "vectors.jvdb").read_bytes())
+    stride = 64  # dimension 4: 16 bytes, rounded up to 64
+    slots[64 + 40 * 32:64 + 41 * 32] = slots[64 + 32:64 + 64]
+    slots[64 + 32:64 + 64] = bytes(32)
+    rows[4096 + 40 * stride:4096 + 41 * stride] = rows[4096 + stride:4096 + 2 * stride]
+    (folder / "slots.jvsl").write_bytes(bytes(slots))
+    (folder / "vectors.jvdb").write_bytes(bytes(rows))
+    ids = bytearray((folder / "ids.jvid").read_bytes())
+    at = ids.find(b"lost") - 8
+    ids[at:at + 16] = bytes(16)
+    (folder / "ids.jvid").write_bytes(bytes(ids))
+
+    with jadevec.open(path, backend=backend, flush_interval=0) as store:
+        db = store.get_database("docs")
+        assert db.list_vectors() == ["a"]  # the write is left out
+        assert store.verify().ok, store.verify().problems
+    # A new id of the same length: its id record lands where "lost"'s was.
+    subprocess.run([sys.executable, "-c", STORE_AND_DIE, str(path), backend, "next", "5"],
+                   check=True, timeout=60)
+    assert (folder / "ids.jvid").read_bytes().find(b"next") - 8 == at
+    with jadevec.open(path, backend=backend, flush_interval=0) as store:
+        db = store.get_database("docs")
+        assert sorted(db.list_vectors()) == ["a", "next"]
+        assert db.retrieve("next").tolist() == [5.0, 1.0, 1.0, 1.0]  # not the lost write's 9
+        assert store.verify().ok, store.verify().problems
