@@ -50,7 +50,7 @@ Fixtures it defines (available to extra tests in your subclass): ``store``
 (from ``make_store``, closed afterwards), ``db`` (a cosine database of
 dimension 8 in it) and ``gen`` (a seeded ``numpy.random.Generator``).
 
-The tests live in eight parts, one module each, combined here: catalog
+The tests live in parts, one module each, combined here: catalog
 (lifecycle, names, options, closed and read-only stores), vectors (CRUD,
 batches, metadata), search (numpy reference, listing, compaction, verify),
 durability (threads, restart in a new process), lifecycle (the unhappy
@@ -61,15 +61,20 @@ nothing and with its middle bytes flipped must give a jadevec error or an
 error; a writer killed with ``os._exit`` is reported by the next open's
 ``recovery_report`` and loses nothing it acknowledged; deleting 90% of 20,000
 vectors and compacting leaves at most 40% of the folder's bytes on disk, the
-rest bit-exact) and stress (read-only
-processes beside a writer; a writer killed during create, delete, compact and
-close), whose tests carry the ``slow`` marker (register it in your pytest
-configuration) and run ``JADEVEC_STRESS_CYCLES`` cycles (default 200), and
-backup (persistent backends: ``Store.backup`` while a writer thread goes on
-gives a copy that opens without recovery, passes ``verify()`` and holds every
-vector acknowledged before the call bit-exact; an existing destination is
-refused; a backend that is not persistent raises ``UnsupportedError``). The
-suite uses only ``pytest``, ``numpy`` and jadevec's public API.
+rest bit-exact), backup (persistent backends: ``Store.backup`` while a writer
+thread goes on gives a copy that opens without recovery, passes ``verify()``
+and holds every vector acknowledged before the call bit-exact; an existing
+destination is refused; a backend that is not persistent raises
+``UnsupportedError``); and, under the ``slow`` and ``torture`` markers
+(register them in your pytest configuration): stress (read-only processes
+beside a writer; a writer killed during create, delete, compact and close;
+``JADEVEC_STRESS_CYCLES`` cycles, default 200), kills during mixed
+multi-threaded work checked against every acknowledgement, scale (dimensions
+1 to 65,536, 10,000 vectors across a restart, 1M vectors in 10 databases,
+16 threads), and disk faults (persistent backends on Linux: simulated power
+losses, and ENOSPC, EIO and EFBIG injected at file-system calls of every
+operation). The suite uses only ``pytest``, ``numpy`` and jadevec's public
+API.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ from __future__ import annotations
 from jadevec.testing._backup_tests import BackupTests
 from jadevec.testing._catalog_tests import CatalogTests
 from jadevec.testing._damage_tests import DamageTests
+from jadevec.testing._disk_fault_tests import DiskFaultTests
 from jadevec.testing._durability_tests import DurabilityTests
 from jadevec.testing._lifecycle_tests import LifecycleTests
 from jadevec.testing._scale_tests import ScaleTests
@@ -89,7 +95,8 @@ __all__ = ["BackendTests"]
 
 
 class BackendTests(CatalogTests, VectorTests, SearchTests, DurabilityTests, LifecycleTests,
-                   DamageTests, StressTests, KillTortureTests, BackupTests, ScaleTests):
+                   DamageTests, StressTests, KillTortureTests, DiskFaultTests, BackupTests,
+                   ScaleTests):
     """Conformance tests for one backend; subclass it and set the class attributes.
 
     Attributes
@@ -101,4 +108,7 @@ class BackendTests(CatalogTests, VectorTests, SearchTests, DurabilityTests, Life
         Whether data must survive ``close()`` and a new process (default False).
     supports_metadata : bool
         Whether the backend stores per-vector metadata (default True).
+    durable_on_return : bool
+        Whether every write is durable when its call returns (default False);
+        then the power-loss run asserts that no state lacks any.
     """

@@ -78,19 +78,14 @@ def plan(long: bool, backends: list[str], seed: int) -> list[dict[str, Any]]:
          "env": {"JADEVEC_STRESS_CYCLES": str(size["t7_cycles"])}},
     ]
     for backend in backends:
-        plugin = backend not in BUILT_IN
-        power = ("plugins/jadevec-lmdb/tests/test_power_loss.py" if plugin
-                 else "tests/torture/test_power_loss.py")
-        faults = ("plugins/jadevec-lmdb/tests/test_faults.py" if plugin
-                  else "tests/torture/test_faults.py")
         scale = {"JADEVEC_TORTURE_SCALE": str(size["scale"])}
         parts.append({"part": "T3", "what": f"simulated power loss: {backend}",
-                      "cmd": _pytest("-m", "torture", "-k", "power_loss"
-                                     + ("" if plugin else f" and {backend}"), power),
+                      "cmd": _pytest("-m", "torture", "-k", "power_loss_short_run",
+                                     CONFORMANCE[backend]),
                       "env": scale})
         parts.append({"part": "T4", "what": f"ENOSPC, EIO and EFBIG at every file call: {backend}",
-                      "cmd": _pytest("-m", "torture", "-k", "failed_call_anywhere"
-                                     + ("" if plugin else f" and {backend}"), faults),
+                      "cmd": _pytest("-m", "torture", "-k", "failed_call_anywhere",
+                                     CONFORMANCE[backend]),
                       "env": scale})
     if built_in:
         parts.append(

@@ -1,12 +1,12 @@
-"""T4 of the torture harness: a failed file-system call at every site of every
-operation, on the built-in persistent backends (a short, sampled run).
+"""Injected file-system errors at chosen sites of the built-in backends.
 
-Each run fails one counted call (ENOSPC, EIO or EFBIG, once or from then on)
-of one operation in a child process with the fault shim loaded, and checks
-that the call either returned or raised a typed error naming a path, that the
-store holds exactly the state before or after the call (in the child and
-after a reopen without the shim), that it verifies, and that no signal killed
-the child. The long run (``python -m tests.torture --long``) tries every site.
+The sampled run over every operation of every persistent backend is in the
+conformance suite (``jadevec.testing``, ``torture`` marker): each run fails
+one counted call (ENOSPC, EIO or EFBIG, once or from then on) of one
+operation in a child process with the fault shim loaded and checks that the
+call either returned or raised a typed error naming a path, that the store
+holds exactly the state before or after the call, that it verifies, and that
+no signal killed the child. The tests here pin single sites where a bug was.
 """
 
 from __future__ import annotations
@@ -15,48 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from jadevec.testing import report_counts, run_fault_injection, torture_scale
-
-
-def _sites() -> int | None:
-    """Sites tried per script: the first and the last in the short run, 2 per unit of
-    JADEVEC_TORTURE_SCALE above it, every site at 10 and more (the long run)."""
-    scale = torture_scale()
-    return None if scale >= 10 else 2 * scale
-
-
-# What must never happen: asserted. Counted in the result and not asserted
-# (each a judgement the checker cannot make alone): what the store does after
-# a failed barrier (``not_failed_after_barrier_fault``: a write accepted after
-# the last fsync of a compaction or a backup, which only made a cleanup
-# durable; ``barrier_fault_returned_ok``: SQLite's own syncs at close), a
-# backup that raised and could not remove its copy because every later call
-# failed too (``backup_mismatch``), and an injected ENOSPC or EFBIG that SQLite
-# reports as an I/O error (``sqlite_errno_hidden``).
-_FAILURES = ("untyped_errors", "wrong_type", "no_path", "signals", "hangs", "crashes",
-             "lost", "partial", "applied_despite_error", "reopen_failures", "verify_failures")
-
-
-@pytest.mark.torture
-@pytest.mark.parametrize("backend", ["mmap", "hybrid"])
-def test_a_failed_call_anywhere_is_typed_and_all_or_nothing(backend: str,
-                                                             tmp_path: Path) -> None:
-    try:
-        result = run_fault_injection(backend, tmp_path, seed=1, max_sites=_sites())
-    except RuntimeError as exc:
-        if "compiler" in str(exc):
-            pytest.skip(f"the fault shim cannot be built here: {exc}")
-        raise
-    # Every script ran, and at sites that exist.
-    assert set(result["sites"]) == set(result["calls"]), result
-    report_counts(f"fault_injection[{backend}]", {k: v for k, v in result.items()
-                  if not k.startswith("problems")})
-    assert all(n > 0 for n in result["sites"].values()), result["sites"]
-    assert result["runs"] == 6 * sum(result["sites"].values())
-    failures = {key: result[key] for key in _FAILURES if result[key]}
-    assert not failures, {key: result["problems_by_kind"][key] for key in failures}
-    # Some faults were at barriers, and the store was asked to write after them.
-    assert result["barrier_faults"] > 0
+from jadevec.testing import run_fault_injection
 
 
 @pytest.mark.torture

@@ -15,6 +15,8 @@ class TestLmdbBackend(BackendTests):
     backend = "lmdb"
     persistent = True
     supports_metadata = True
+    # lmdb_sync=True (the default) syncs every commit before the call returns.
+    durable_on_return = True
     # A synced commit per call makes 18,000 single deletes take minutes; the
     # tests that make them do not need each to survive a power loss.
     bulk_options = {"lmdb_sync": False}
