@@ -10,8 +10,12 @@ time, so one wheel runs on any CPU of its architecture.
 
 ``JADEVEC_DEBUG_BUILD=1`` builds a checked variant: bounds and wraparound
 checks on, ``-O0 -g``; CI runs the test suite once more against it.
+
+Switching between variants regenerates the .c files: Cython by itself only
+looks at timestamps, and would compile the old variant's C code again.
 """
 
+import json
 import os
 import platform
 import sys
@@ -69,6 +73,28 @@ def compile_flags():
     return flags
 
 
+def generated_for_another_variant(ext):
+    """Whether ext's existing .c file was generated with other flags or macros.
+
+    Cython records each extension's build options in a JSON header of the .c
+    file; the variant (optimised or checked) shows in them.
+    """
+    c_file = os.path.splitext(ext.sources[0])[0] + ".c"
+    try:
+        with open(c_file, encoding="utf-8") as f:
+            head = f.read(65536)
+        recorded = json.loads(
+            head.split("/* BEGIN: Cython Metadata", 1)[1].split("END: Cython Metadata */", 1)[0]
+        )["distutils"]
+    except (OSError, IndexError, KeyError, ValueError):
+        return False  # no .c file yet (Cython generates it) or not one we can read
+    macros = [list(macro) for macro in ext.define_macros]
+    return (
+        recorded.get("define_macros") != macros
+        or recorded.get("extra_compile_args") != ext.extra_compile_args
+    )
+
+
 def extensions():
     omp_compile, omp_link = openmp_flags()
     # JADEVEC_ONLY=kernels,aligned builds just those modules (a developer convenience).
@@ -103,9 +129,10 @@ def extensions():
 if platform.architecture()[0] != "64bit":
     sys.exit("jadevec needs a 64-bit Python: it maps files larger than 4 GiB.")
 
+EXTENSIONS = extensions()
 setup(
     ext_modules=cythonize(
-        extensions(),
+        EXTENSIONS,
         language_level=3,
         compiler_directives={
             "boundscheck": DEBUG,
@@ -114,6 +141,6 @@ setup(
             "cdivision": not DEBUG,
             "embedsignature": True,
         },
-        force=DEBUG,
+        force=DEBUG or any(map(generated_for_another_variant, EXTENSIONS)),
     ),
 )
