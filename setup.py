@@ -11,6 +11,15 @@ time, so one wheel runs on any CPU of its architecture.
 ``JADEVEC_DEBUG_BUILD=1`` builds a checked variant: bounds and wraparound
 checks on, ``-O0 -g``; CI runs the test suite once more against it.
 
+``JADEVEC_COVERAGE_BUILD=1`` builds a traced variant for measuring the line
+coverage of the .pyx sources: Cython's ``linetrace`` directive with
+``CYTHON_TRACE`` and ``CYTHON_TRACE_NOGIL``, so lines inside ``nogil`` blocks
+are reported too. Tracing makes the kernels' loops many times slower while a
+tracer is active, which is why it is not part of the checked build CI runs.
+coverage.py reads it through the ``Cython.Coverage`` plugin, which needs the
+generated .c file beside each module (an in-place build leaves it there);
+docs/vector_persistence_architecture.md gives the commands.
+
 Switching between variants regenerates the .c files: Cython by itself only
 looks at timestamps, and would compile the old variant's C code again.
 """
@@ -26,6 +35,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("JADEVEC_DEBUG_BUILD", "") not in ("", "0")
+COVERAGE = os.environ.get("JADEVEC_COVERAGE_BUILD", "") not in ("", "0")
 SRC = "jadevec/_core/src"
 
 # C sources linked into each compiled module, beside its generated .c file.
@@ -73,11 +83,18 @@ def compile_flags():
     return flags
 
 
+def define_macros():
+    macros = [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")]
+    if COVERAGE:
+        macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")]
+    return macros
+
+
 def generated_for_another_variant(ext):
     """Whether ext's existing .c file was generated with other flags or macros.
 
     Cython records each extension's build options in a JSON header of the .c
-    file; the variant (optimised or checked) shows in them.
+    file; the variant (optimised, checked, traced) shows in them.
     """
     c_file = os.path.splitext(ext.sources[0])[0] + ".c"
     try:
@@ -114,7 +131,7 @@ def extensions():
                 f"jadevec._core.{name}",
                 [pyx, *EXTRA_SOURCES.get(name, [])],
                 include_dirs=[np.get_include(), SRC],
-                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+                define_macros=define_macros(),
                 extra_compile_args=extra_compile,
                 extra_link_args=extra_link,
                 depends=glob(f"{SRC}/*.h") + glob("jadevec/_core/*.pxd"),
@@ -140,7 +157,8 @@ setup(
             "initializedcheck": DEBUG,
             "cdivision": not DEBUG,
             "embedsignature": True,
+            "linetrace": COVERAGE,
         },
-        force=DEBUG or any(map(generated_for_another_variant, EXTENSIONS)),
+        force=DEBUG or COVERAGE or any(map(generated_for_another_variant, EXTENSIONS)),
     ),
 )
