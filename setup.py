@@ -87,6 +87,10 @@ def define_macros():
     macros = [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")]
     if COVERAGE:
         macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")]
+        # coverage runs plugins only in its C tracer core, which hooks the
+        # settrace calls; on Python 3.12+ Cython would otherwise report to
+        # sys.monitoring instead, and that core never sees them.
+        macros += [("CYTHON_USE_SYS_MONITORING", "0")]
     return macros
 
 
