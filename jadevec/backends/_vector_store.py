@@ -438,10 +438,23 @@ class MemoryMappedVectorStore:
 
     @contextmanager
     def _pinned_all(self) -> Iterator[list[tuple[str, VectorFile]]]:
-        """Pin every open file set (for flush and sync) and release them after."""
+        """Pin every open file set (for flush and sync) and release them after.
+
+        A set that another thread is closing (an eviction) or compacting is
+        waited for first: its acknowledged writes become durable through that
+        close's checkpoint or the compacted copy's swap, and a sync that
+        returned before either would promise what a power loss can still take.
+        """
         with self._lock:
             if self._closed:
                 raise StoreClosedError(f"the vector store at {self.root!r} is closed")
+            settling = [(k, s) for k, s in self._slots.items()
+                        if s.state is CLOSING and s.gone is None]
+            if settling:
+                self._wait_locked(lambda: all(
+                    self._slots.get(k) is not s or s.state is not CLOSING for k, s in settling))
+                if self._closed:
+                    raise StoreClosedError(f"the vector store at {self.root!r} is closed")
             pinned = []
             for key, slot in self._slots.items():
                 if slot.state is OPEN:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -124,3 +125,34 @@ def test_tick_commits_acknowledged_writes(tmp_path, backend):
             assert np.array_equal(db.retrieve(vid), vec)
         assert db.get_metadata("s250") == {"i": 250}
         assert store.verify().ok
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sync_waits_for_a_compaction_in_flight(tmp_path, monkeypatch, backend):
+    """A database being compacted is closed to other users until its new
+    files are swapped in; its acknowledged writes are durable only then. A
+    sync (or a background tick) that skipped it would return too early."""
+    from jadevec.backends import _vector_store
+
+    with jadevec.open(tmp_path / "store", backend=backend, flush_interval=0) as store:
+        db = store.create_database("docs", 8, "l2")
+        db.batch_store([f"v{i}" for i in range(200)],
+                       np.random.default_rng(3).standard_normal((200, 8)).astype(np.float32))
+        db.delete("v0")
+        swap, swapping, order = _vector_store.swap_folders, threading.Event(), []
+
+        def slow_swap(*args):
+            swapping.set()
+            time.sleep(0.3)  # the compaction holds its database closed meanwhile
+            swap(*args)
+            order.append("swapped")
+
+        monkeypatch.setattr(_vector_store, "swap_folders", slow_swap)
+        compaction = threading.Thread(target=db.compact)
+        compaction.start()
+        assert swapping.wait(30)
+        store.sync()
+        order.append("synced")
+        compaction.join(30)
+        assert order == ["swapped", "synced"]
+        assert len(db) == 199
