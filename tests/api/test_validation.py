@@ -400,3 +400,15 @@ def test_metadatas_that_are_no_list_are_refused_whole_and_nothing_is_stored(tmp_
         db.batch_store(["a"], [[1, 2]], metadatas=None)
         assert len(db) == 1 and db.get_metadata("a") is None
 
+
+def test_a_vector_not_found_error_reads_as_its_message():
+    assert str(jadevec.VectorNotFoundError("no vector 'x'")) == "no vector 'x'"
+    assert str(jadevec.VectorNotFoundError()) == ""
+    assert isinstance(jadevec.VectorNotFoundError("x"), KeyError)
+
+
+def test_a_verify_report_is_true_when_ok():
+    from jadevec.backends.base import VerifyReport
+
+    assert VerifyReport() and VerifyReport().ok
+    assert not VerifyReport(["a problem"])

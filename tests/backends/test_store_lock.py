@@ -202,3 +202,19 @@ def test_a_failed_folder_fsync_names_the_folder(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="fsync of the folder failed: Input/output") as caught:
         fsync_dir(tmp_path)
     assert caught.value.errno == 5 and caught.value.filename == str(tmp_path)
+
+
+def test_checkpointer_of_a_collected_owner_stops_by_itself():
+    import gc
+
+    class Owner:
+        def checkpoint(self):
+            pass
+
+    owner = Owner()
+    cp = Checkpointer(0.01, owner.checkpoint, name="test-checkpoint")
+    assert cp.running
+    del owner
+    gc.collect()
+    cp._thread.join(timeout=30)  # ends at its next tick, no stop() needed
+    assert not cp.running
