@@ -205,3 +205,45 @@ def test_a_reader_between_a_snapshot_and_the_next_journal_reads_again(
     names = sorted(e.name for e, _ in reader.entries())
     want = ["d0", "d1"] + (["d2"] if journal_after == "restarted" else [])
     assert folded and names == want
+
+
+def closed_mmap_store(tmp_path):
+    store = open_store(tmp_path)
+    store.create_database("docs", 2, "l2").store(["a"], np.ones((1, 2), np.float32),
+                                                 ['{"k": 1}'])
+    store.close()
+    return json.loads((tmp_path / "catalog.json").read_text())
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda doc: doc.update(deleting=[]), "field 'deleting' is not an object"),
+    (lambda doc: doc.update(deleting={"db-000000000000": dict(
+        doc["databases"]["docs"], name="old", folder="db-111111111111")}),
+     "a deleting entry is filed under 'db-000000000000'"),
+])
+def test_a_damaged_deleting_list_is_refused_and_nothing_is_changed(tmp_path, edit, fragment):
+    doc = closed_mmap_store(tmp_path)
+    edit(doc)
+    (tmp_path / "catalog.json").write_text(json.dumps(doc))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(CorruptionError, match=fragment):
+        open_store(tmp_path)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_journal_that_forgets_a_folder_not_being_deleted_is_damage(tmp_path):
+    doc = closed_mmap_store(tmp_path)
+    with open(tmp_path / "catalog.log", "a") as f:
+        f.write(json.dumps([doc["sequence"] + 1, "forget", "db-0123456789ab"]) + "\n")
+    with pytest.raises(CorruptionError, match="forgets 'db-0123456789ab', which is not being "
+                                              "deleted"):
+        open_store(tmp_path)
+
+
+def test_a_store_without_a_journal_opens_from_its_snapshot(tmp_path):
+    closed_mmap_store(tmp_path)
+    (tmp_path / "catalog.log").unlink()
+    store = open_store(tmp_path)
+    db = store.open_database("docs")
+    assert db.retrieve("a").tolist() == [1, 1] and db.get_metadata("a") == '{"k": 1}'
+    store.close()
