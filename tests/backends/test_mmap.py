@@ -247,3 +247,61 @@ def test_a_store_without_a_journal_opens_from_its_snapshot(tmp_path):
     db = store.open_database("docs")
     assert db.retrieve("a").tolist() == [1, 1] and db.get_metadata("a") == '{"k": 1}'
     store.close()
+
+
+# -- the catalog's file writes when the disk fails ---------------------------------
+
+def failing(error):
+    def fail(*args, **kwargs):
+        raise error
+    return fail
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    from jadevec.backends.mmap import write_atomically
+    from jadevec.errors import StorageFullError
+
+    path = tmp_path / "catalog.json"
+    path.write_bytes(b"old")
+    monkeypatch.setattr(os, "replace", failing(OSError(28, "No space left on device")))
+    with pytest.raises(StorageFullError, match="write failed: the disk is full") as caught:
+        write_atomically(path, b"new")
+    assert caught.value.filename == str(path)
+    monkeypatch.setattr(os, "open", failing(OSError(5, "Input/output error")))
+    with pytest.raises(OSError, match="write failed: Input/output error"):
+        write_atomically(path, b"new")  # the temp file was never made: nothing to remove
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json"]
+    assert path.read_bytes() == b"old"
+
+
+def test_a_failed_append_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    from jadevec.backends.mmap import append_lines
+    from jadevec.errors import StorageFullError
+
+    path = tmp_path / "catalog.log"
+    path.write_bytes(b"[1]\n")
+    monkeypatch.setattr(os, "write", failing(OSError(28, "No space left on device")))
+    monkeypatch.setattr(os, "ftruncate", failing(OSError(5, "Input/output error")))
+    with pytest.raises(StorageFullError, match="append failed: the disk is full"):
+        append_lines(path, b"[2]\n")
+    monkeypatch.undo()
+    assert path.read_bytes() == b"[1]\n"
+    with pytest.raises(OSError, match="open failed") as caught:
+        append_lines(tmp_path, b"[2]\n")  # a folder where the log should be
+    assert caught.value.filename == str(tmp_path)
+
+
+def test_a_torn_tail_that_cannot_be_cut_names_the_file(tmp_path, monkeypatch):
+    from jadevec.backends.mmap import _cut_tail
+
+    path = tmp_path / "catalog.log"
+    path.write_bytes(b"[1]\n[2")
+    monkeypatch.setattr(os, "truncate", failing(OSError(5, "Input/output error")))
+    with pytest.raises(OSError, match="truncate failed: Input/output error") as caught:
+        _cut_tail(path, 4)
+    assert caught.value.filename == str(path)
+    monkeypatch.undo()
+    _cut_tail(path, 4)
+    assert path.read_bytes() == b"[1]\n"
+    _cut_tail(tmp_path / "absent.log", 0)  # no log yet: nothing to cut
