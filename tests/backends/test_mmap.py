@@ -305,3 +305,40 @@ def test_a_torn_tail_that_cannot_be_cut_names_the_file(tmp_path, monkeypatch):
     _cut_tail(path, 4)
     assert path.read_bytes() == b"[1]\n"
     _cut_tail(tmp_path / "absent.log", 0)  # no log yet: nothing to cut
+
+
+def test_metadata_log_and_journal_sync_failures_name_the_file(tmp_path, monkeypatch):
+    import pathlib
+
+    from jadevec.errors import StorageFullError
+
+    store = open_store(tmp_path)
+    catalog = store._catalog
+    db = store.create_database("docs", 2, "l2")
+    db.store(["a"], np.ones((1, 2), np.float32), ['{"k": 1}'])
+    log = next((tmp_path / "metadata").glob("*.jsonl"))
+    monkeypatch.setattr(os, "fsync", failing(OSError(28, "No space left on device")))
+    with pytest.raises(StorageFullError, match="fsync failed") as caught:
+        catalog.sync()
+    assert caught.value.filename == str(log)
+    monkeypatch.undo()
+    catalog.sync()  # the log is still pending, and now synced
+
+    store.create_database("more", 2, "l2")  # a journal line, not yet synced
+    monkeypatch.setattr(os, "fsync", failing(OSError(5, "Input/output error")))
+    with pytest.raises(OSError, match="fsync failed: Input/output error") as caught:
+        catalog.sync()
+    assert caught.value.filename == str(tmp_path / "catalog.log")
+    monkeypatch.undo()
+
+    db.store(["b"], np.ones((1, 2), np.float32), ['{"k": 2}'])
+    saved = log.read_bytes()
+    log.unlink()  # gone before its sync (its database was dropped meanwhile)
+    catalog.sync()
+    log.write_bytes(saved)
+    monkeypatch.setattr(pathlib.Path, "unlink", failing(OSError(5, "Input/output error")))
+    with pytest.raises(OSError, match="removing the metadata log failed") as caught:
+        catalog.drop(log.name[: -len(".jsonl")])
+    monkeypatch.undo()
+    assert caught.value.filename == str(log) and log.exists()
+    store.close()
