@@ -316,3 +316,36 @@ def test_importing_the_main_module_runs_nothing():
     import jadevec.cli
     main_module = importlib.import_module("jadevec.__main__")
     assert main_module.entry_point is jadevec.cli.entry_point
+
+
+def test_ids_whose_hashes_collide_are_not_duplicates(docs, tmp_path, monkeypatch):
+    from jadevec.cli import _input
+
+    monkeypatch.setattr(_input, "hash", lambda value: 7, raising=False)  # every id collides
+    rows = [GOOD.replace('"a"', f'"{name}"') for name in ("a", "b", "c")]
+    done = docs("insert", "--database", "docs", "--file",
+                lines_file(tmp_path / "rows.jsonl", *rows))
+    assert done.returncode == 0, done.stderr
+    assert count(docs) == 3
+    rows.append(GOOD)  # and a real duplicate among the collisions is still found
+    one_line_error(docs("insert", "--database", "docs", "--file",
+                        lines_file(tmp_path / "again.jsonl", *rows)), 1,
+                   "the id 'a' appears twice (line 1 and line 4)")
+
+
+def test_ctrl_c_while_the_file_is_checked_stores_nothing(docs, tmp_path, monkeypatch):
+    real_open = _commands.open_vector_file
+
+    def open_then_ctrl_c(*args):
+        source = real_open(*args)
+        os.kill(os.getpid(), signal.SIGINT)  # noted by the command's handler, not raised
+        return source
+
+    monkeypatch.setattr(_commands, "open_vector_file", open_then_ctrl_c)
+    done = docs("insert", "--database", "docs", "--file",
+                lines_file(tmp_path / "rows.jsonl", GOOD))
+    assert done.returncode == 130
+    assert "interrupted by SIGINT while checking" in done.stderr
+    assert "nothing was stored" in done.stderr
+    monkeypatch.undo()
+    assert count(docs) == 0
