@@ -240,3 +240,30 @@ def test_creating_over_a_stray_folder_is_refused(store, tmp_path):
         store.create_vector_file("db", 2)
     assert os.listdir(tmp_path / "root" / "db") == []
     store.create_vector_file("other", 2)  # the failed create left no slot behind
+
+
+def test_a_compaction_that_fails_before_its_swap_keeps_the_old_set(store, tmp_path,
+                                                                   monkeypatch):
+    from jadevec.backends import _vector_store
+
+    store.create_vector_file("db", 2)
+    store.batch_store("db", ["a", "b", "c"], np.arange(6, dtype=np.float32).reshape(3, 2))
+    store.delete_vector("db", "b")
+    stale = tmp_path / "root" / ".db.compact"
+    stale.mkdir()  # left by an earlier compaction cut short
+    (stale / "junk").write_bytes(b"x")
+    real_fsync_dir = _vector_store.fsync_dir
+
+    def fails_once(path):
+        monkeypatch.setattr(_vector_store, "fsync_dir", real_fsync_dir)
+        raise OSError(5, "Input/output error", str(path))
+
+    monkeypatch.setattr(_vector_store, "fsync_dir", fails_once)
+    with pytest.raises(OSError, match="Input/output error"):
+        store.compact("db")
+    assert sorted(os.listdir(tmp_path / "root")) == ["db"]  # no half-written set remains
+    assert sorted(store.list_vectors("db")) == ["a", "c"]
+    assert store.retrieve_vector("db", "c").tolist() == [4, 5]
+    store.store_vector("db", "d", [7, 8])  # and the set takes writes again
+    store.compact("db")
+    assert sorted(store.list_vectors("db")) == ["a", "c", "d"]
