@@ -553,8 +553,9 @@ class Database:
         matrix = v.as_batch(vectors, len(id_list), info.dimension, info.metric)
         texts = None
         if metadatas is not None:
-            if isinstance(metadatas, (list, tuple)) or not v._is_iterable(metadatas):
-                given = metadatas
+            if isinstance(metadatas, (list, tuple, str, bytes, dict)) or \
+                    not v._is_iterable(metadatas):
+                given = metadatas  # a str or dict is refused whole, not item by item
             else:
                 given = list(metadatas)  # a generator is read once, here
             if not self._store._supports_metadata and (

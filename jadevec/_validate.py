@@ -588,10 +588,8 @@ def _shape_problem(value: dict) -> str | None:
     return None
 
 
-def check_metadatas(metadatas: Any, count: int, arg: str = "metadatas") -> list[str | None] | None:
-    """Return one JSON text (or ``None``) per id, or ``None`` when ``metadatas`` is ``None``."""
-    if metadatas is None:
-        return None
+def check_metadatas(metadatas: Any, count: int, arg: str = "metadatas") -> list[str | None]:
+    """Return one JSON text (or ``None``) per id; the caller handles ``metadatas=None``."""
     if isinstance(metadatas, (str, bytes, dict)) or not _is_iterable(metadatas):
         raise InvalidInputError(
             f"{arg} must be a list of dict or None (one per id) or None, "

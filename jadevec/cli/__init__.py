@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as stop:
         print(f"jadevec: interrupted by {stop.name}", file=sys.stderr)
         return stop.exit_code
+    except BrokenPipeError:
+        raise  # the reader of stdout left: entry_point ends quietly, as for the final flush
     except Exception as exc:
         if args.debug:
             traceback.print_exc()

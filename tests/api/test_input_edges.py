@@ -307,3 +307,25 @@ def test_record_check_still_reports_damage(text):
 
     with pytest.raises(CorruptionError, match="'meta' is damaged"):
         check_record("test", "id", text, 1, None, None, None, None, 0)
+
+
+# Deeper than json.loads goes from here, so the record check reads them with its
+# own loop: each kind of value and each kind of damage inside the nesting.
+DEEP = 3000
+OPEN = '{"k": [1, "s", true, null, -2.5e3, '
+CLOSE = "]}"
+
+
+def test_record_check_reads_every_kind_of_value_deep_inside():
+    text = OPEN * DEEP + '{"x": "y", "z": [false, 0]}' + CLOSE * DEEP
+    assert check_record("test", "id", text, 1, None, None, None, None, 0).meta == text
+
+
+@pytest.mark.parametrize("inner", ['{k: 1}', '{"k" 1}', '{"k": @}', '{"k": "bad \\q escape"}'],
+                         ids=["unquoted-key", "no-colon", "not-a-value", "bad-escape"])
+def test_record_check_finds_damage_deep_inside(inner):
+    from jadevec.errors import CorruptionError
+
+    with pytest.raises(CorruptionError, match="'meta' is damaged"):
+        check_record("test", "id", OPEN * DEEP + inner + CLOSE * DEEP, 1, None, None, None,
+                     None, 0)

@@ -173,3 +173,105 @@ def test_fork_child_exit_leaves_the_parents_store(tmp_path, backend):
     with jadevec.open(tmp_path / "s", backend=backend) as store:
         db = store.get_database("docs")
         assert db.retrieve("after-sigterm") is not None
+
+
+def test_an_impatient_signal_and_a_python_previous_handler(tmp_path):
+    # The previous SIGTERM handler is a Python function that returns: the
+    # process lives on, so each step can be looked at. A close that fails is
+    # logged and the other stores are closed all the same.
+    script = """
+        import logging, threading
+        from jadevec import _shutdown
+        calls = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+        jadevec.install_signal_handlers()
+        jadevec.install_signal_handlers()  # changes nothing
+
+        def settle(done):
+            deadline = time.monotonic() + 60
+            while not done() and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+        # 1. A second signal while the close is still running: the previous
+        #    handler runs at once; the closer's own signal is then swallowed.
+        release = threading.Event()
+        real_close = _shutdown.close_open_stores
+        _shutdown.close_open_stores = lambda: (release.wait(60), real_close())
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        print("impatient", calls, store.closed, flush=True)
+        release.set()
+        settle(lambda: store.closed and _shutdown._state == "idle")
+        print("closed", calls, store.closed, flush=True)
+
+        # 2. One signal: every store closed (one close fails, and is logged),
+        #    then the previous handler runs.
+        _shutdown.close_open_stores = real_close
+        again = jadevec.open(path, backend=backend)
+        broken = jadevec.open(path + "-other", backend=backend)
+        real_backend_close = broken._backend.close
+
+        def fails():
+            real_backend_close()
+            raise OSError(5, "Input/output error")
+        broken._backend.close = fails
+        os.kill(os.getpid(), signal.SIGTERM)
+        settle(lambda: len(calls) == 2)
+        print("patient", calls, again.closed, broken.closed, flush=True)
+
+        # 3. A StoreClosedError reaching the top while a signal's close runs
+        #    waits for the signal's action, then is reported as before.
+        _shutdown._closing.set()
+        _shutdown._released.set()
+        sys.excepthook(jadevec.StoreClosedError, jadevec.StoreClosedError("late call"), None)
+    """
+    done = _run(script, tmp_path / "s", "hybrid")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "impatient [15] False", "closed [15] True", "patient [15, 15] True True"]
+    assert "closing <jadevec.Store" in done.stderr and "failed" in done.stderr
+    assert "StoreClosedError: late call" in done.stderr
+    _check_clean(tmp_path / "s", "hybrid")
+
+
+def test_the_default_action_is_taken_by_restoring_it_and_signalling_again(monkeypatch):
+    from jadevec import _shutdown
+
+    sent = []
+    previous = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(_shutdown, "_state", _shutdown._CLOSING)
+    monkeypatch.setattr(_shutdown, "_previous", {})
+    monkeypatch.setattr(os, "kill", lambda pid, signum: sent.append((pid, signum)))
+    _shutdown._closed.set()
+    try:
+        _shutdown._handler(signal.SIGINT, None)  # the closer's signal, the close done
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _shutdown._closed.clear()
+    assert sent == [(os.getpid(), signal.SIGINT)]
+    assert _shutdown._state == _shutdown._IDLE
+
+
+def test_a_dropped_store_whose_close_fails_is_logged(tmp_path, caplog):
+    import gc
+
+    store = jadevec.open(tmp_path / "s")
+    backend = store._backend
+    real_close = backend.close
+
+    def fails():
+        real_close()
+        raise OSError(5, "Input/output error")
+    backend.close = fails
+    del store
+    gc.collect()
+    assert "closing a store that was not closed failed" in caplog.text
+    with jadevec.open(tmp_path / "s") as store:  # the lock went with the close
+        assert store.list_databases() == []
+
+
+@pytest.mark.parametrize("path", ["", type("BytesPath", (), {"__fspath__": lambda self: b"x"})()])
+def test_an_empty_or_bytes_path_is_refused(tmp_path, path):
+    with pytest.raises(jadevec.InvalidInputError, match="non-empty str or path-like"):
+        jadevec.open(path)

@@ -381,3 +381,34 @@ def test_as_batch_refuses_every_non_finite_value(metric):
             v.as_batch(zero, 50, 4, metric)
     else:
         assert v.as_batch(zero, 50, 4, metric) is zero
+
+
+@pytest.mark.parametrize("backend", ["memory", "hybrid"])
+def test_metadatas_that_are_no_list_are_refused_whole_and_nothing_is_stored(tmp_path, backend):
+    # A single dict (meant for one id) or a str is named as such, not as its first key
+    # or character.
+    with jadevec.open(tmp_path / "s", backend=backend) as store:
+        db = store.create_database("docs", 2)
+        for bad, shown in (({"a": 1}, "got dict"), ("text", "got str"), (b"x", "got bytes"),
+                           (5, "got int")):
+            with pytest.raises(jadevec.InvalidInputError,
+                               match=f"metadatas must be a list of dict or None .*{shown}"):
+                db.batch_store(["a"], [[1, 2]], metadatas=bad)
+        assert len(db) == 0
+        with pytest.raises(jadevec.InvalidInputError, match="must be 2-D of shape"):
+            db.batch_store(["a"], np.ones((1, 1, 2)))
+        db.batch_store(["a"], [[1, 2]], metadatas=None)
+        assert len(db) == 1 and db.get_metadata("a") is None
+
+
+def test_a_vector_not_found_error_reads_as_its_message():
+    assert str(jadevec.VectorNotFoundError("no vector 'x'")) == "no vector 'x'"
+    assert str(jadevec.VectorNotFoundError()) == ""
+    assert isinstance(jadevec.VectorNotFoundError("x"), KeyError)
+
+
+def test_a_verify_report_is_true_when_ok():
+    from jadevec.backends.base import VerifyReport
+
+    assert VerifyReport() and VerifyReport().ok
+    assert not VerifyReport(["a problem"])

@@ -168,3 +168,141 @@ def test_only_our_exact_work_folder_names_are_removed(tmp_path):
         store.backup(dest)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [*others, ".copy.backup-aaaaaaaaaaaa", ".copy.backup-bbbbbbbbbbbb", "copy", "src"])
+
+
+# -- races and failures met while copying ---------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_database_deleted_during_the_backup_is_left_out(tmp_path, backend, monkeypatch):
+    real = PersistentBackend._copy_files
+
+    def copy_then_delete(self, vf, entry, folder):
+        if entry.name == "db0":
+            store.delete_database("db1")  # another thread's drop, landing mid-backup
+        return real(self, vf, entry, folder)
+
+    monkeypatch.setattr(PersistentBackend, "_copy_files", copy_then_delete)
+    with jadevec.open(tmp_path / "src", backend=backend) as store:
+        _fill(store)
+        store.backup(tmp_path / "copy")
+    with jadevec.open(tmp_path / "copy", backend=backend) as copy:
+        assert copy.list_databases() == ["db0", "db2"]
+        assert copy.get_database("db2").get_metadata("v3") == {"i": 3}
+        assert copy.verify().ok
+
+
+def test_a_dest_that_appears_during_the_backup_is_left_alone(tmp_path, monkeypatch):
+    real = PersistentBackend.backup
+
+    def backup_then_race(self, work):
+        real(self, work)
+        (tmp_path / "copy").mkdir()
+        (tmp_path / "copy" / "theirs").write_text("not ours")
+
+    monkeypatch.setattr(PersistentBackend, "backup", backup_then_race)
+    with jadevec.open(tmp_path / "src") as store:
+        _fill(store)
+        with pytest.raises(jadevec.InvalidInputError, match="appeared during the backup"):
+            store.backup(tmp_path / "copy")
+        assert store.get_database("db1").get_metadata("v2") == {"i": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "src"]
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["theirs"]
+
+
+@pytest.mark.parametrize("code,error", [(5, OSError), (28, jadevec.StorageFullError)])
+def test_a_failed_sync_of_a_copied_file_names_the_file(tmp_path, monkeypatch, code, error):
+    with jadevec.open(tmp_path / "src") as store:
+        _fill(store)
+
+        def fsync_fails(fd):
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(os, "fsync", fsync_fails)
+        with pytest.raises(error) as caught:
+            store.backup(tmp_path / "copy")
+        monkeypatch.undo()
+        assert type(caught.value) is error and caught.value.errno == code
+        assert re.search(r"\.copy\.backup-[0-9a-f]{12}/vectors/db-[0-9a-f]{12}/",
+                         caught.value.filename)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+        store.backup(tmp_path / "copy")  # the store is as good as before
+    with jadevec.open(tmp_path / "copy") as copy:
+        assert copy.list_databases() == ["db0", "db1", "db2"]
+
+
+def test_an_unnamed_backup_error_names_the_dest(tmp_path):
+    from jadevec._api import _backup_error
+
+    error = _backup_error(OSError(5, "Input/output error"), tmp_path / "copy")
+    assert type(error) is OSError and error.errno == 5
+    assert error.filename == str(tmp_path / "copy")
+    assert "backup to" in str(error) and "failed: Input/output error" in str(error)
+
+
+def test_a_work_folder_whose_backup_just_ended_is_passed_over(tmp_path, monkeypatch):
+    from jadevec import _api
+
+    ended = tmp_path / ".copy.backup-0123456789ab"
+    ended.mkdir()
+    real = _api._lock_folder
+
+    def lock_as_it_ends(path, wait):
+        if path == ended:
+            ended.rmdir()  # its backup removed it between our listing and our lock
+            return None
+        return real(path, wait)
+
+    monkeypatch.setattr(_api, "_lock_folder", lock_as_it_ends)
+    with jadevec.open(tmp_path / "src") as store:
+        _fill(store)
+        store.backup(tmp_path / "copy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "src"]
+
+
+def test_a_claimed_work_folder_lost_to_another_backup_is_replaced(tmp_path, monkeypatch):
+    from jadevec import _api
+
+    target = tmp_path / "copy"
+    real_lock, real_stat = _api._lock_folder, os.stat
+    lost = []
+
+    def removed_before_our_lock(path, wait):
+        if not lost:
+            lost.append(path)
+            path.rmdir()  # another backup's cleanup took it first
+            return None
+        return real_lock(path, wait)
+
+    monkeypatch.setattr(_api, "_lock_folder", removed_before_our_lock)
+    work, fd = _api._claim_backup_folder(target)
+    os.close(fd)
+    assert lost and work != lost[0] and work.is_dir()
+
+    def removed_after_our_lock(path, *args, **kwargs):
+        if len(lost) == 1 and ".copy.backup-" in str(path):
+            lost.append(path)  # the first folder stat'ed: unlinked after we locked it
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(_api, "_lock_folder", real_lock)
+    monkeypatch.setattr(os, "stat", removed_after_our_lock)
+    second, fd = _api._claim_backup_folder(target)
+    monkeypatch.undo()
+    os.close(fd)
+    assert len(lost) == 2 and second not in (work, *lost) and second.is_dir()
+
+
+def test_locking_a_work_folder_that_is_gone_or_cannot_be_locked(tmp_path, monkeypatch):
+    from jadevec import _api
+
+    assert _api._lock_folder(tmp_path / "gone", wait=True) is None
+    before = set(os.listdir("/proc/self/fd"))
+
+    def no_locks(fd, operation):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(OSError, match="No locks available"):
+        _api._lock_folder(tmp_path, wait=True)
+    monkeypatch.undo()
+    assert set(os.listdir("/proc/self/fd")) == before

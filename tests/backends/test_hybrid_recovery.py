@@ -255,3 +255,72 @@ def test_kill_9_at_a_random_moment_leaves_every_pair_consistent(tmp_path, seed):
     assert set(rows(tmp_path)) <= set(ids)
     assert store.verify().ok, store.verify().problems
     store.close()
+
+
+# ------------------------------------------------- a catalog edited behind the store's back
+
+
+def closed_store_with(tmp_path, metadata):
+    """A cleanly closed store whose 'docs' holds 'a' (and 'b') with ``metadata``."""
+    store = HybridBackend(tmp_path, StoreOptions(flush_interval=0))
+    db = store.create_database("docs", 4, "l2")
+    db.store(["a", "b"], np.array([[1, 2, 3, 4], [4, 3, 2, 1]], np.float32),
+             [metadata, metadata])
+    store.close()
+
+
+def edit_catalog(tmp_path, *statements):
+    """Run SQL on the catalog, then mark the store as not closed cleanly."""
+    with sqlite3.connect(tmp_path / "catalog.sqlite3") as con:
+        for statement in statements:
+            con.execute(statement)
+        con.execute("UPDATE store_state SET value = '0' WHERE key = 'clean'")
+    con.close()
+
+
+def test_a_record_that_matches_no_version_of_its_vector_loses_only_its_metadata(tmp_path):
+    closed_store_with(tmp_path, '{"k": 1}')
+    edit_catalog(tmp_path, "UPDATE vector_meta SET fp = 11, prev_fp = 12, base_fp = 13, "
+                           "prev_meta = '{}', base_meta = '{}' WHERE id = 'a'")
+    store = reopen(tmp_path)
+    assert any("'docs': 1 vectors lost their metadata" in a
+               for a in store.recovery_report.actions)
+    db = store.open_database("docs")
+    assert db.get_metadata("a") is None and db.get_metadata("b") == '{"k": 1}'
+    assert db.retrieve("a").tolist() == [1, 2, 3, 4]  # the vector itself is kept
+    store.close()
+
+
+def test_an_unclean_flag_alone_changes_no_metadata(tmp_path):
+    closed_store_with(tmp_path, '{"k": 1}')
+    before = rows(tmp_path)
+    for _ in range(2):  # the second time, every record is already in its settled form
+        edit_catalog(tmp_path)
+        store = reopen(tmp_path)
+        assert store.recovery_report.actions == [
+            "the store was not closed cleanly; metadata paired with vectors"]
+        assert rows(tmp_path) == before
+        store.close()
+
+
+def test_a_creating_entry_whose_folder_holds_vectors_is_kept(tmp_path):
+    closed_store_with(tmp_path, None)
+    edit_catalog(tmp_path, "UPDATE databases SET state = 'creating' WHERE name = 'docs'")
+    store = reopen(tmp_path)
+    assert any("kept database 'docs': it was marked as being created, but its folder holds "
+               "2 vectors" in a for a in store.recovery_report.actions)
+    assert catalog_rows(tmp_path) == {"docs": "live"}
+    assert store.open_database("docs").count() == 2
+    store.close()
+
+
+def test_an_unnamed_folder_with_an_unreadable_file_set_is_kept_for_a_human(tmp_path):
+    HybridBackend(tmp_path, StoreOptions(flush_interval=0)).close()
+    stray = tmp_path / "vectors" / "db-0123456789ab"
+    stray.mkdir(parents=True)
+    (stray / "vectors.jvdb").write_bytes(b"not a vector file" * 64)
+    store = HybridBackend(tmp_path, StoreOptions(flush_interval=0))
+    assert any("kept folder 'db-0123456789ab'" in a and "an unreadable file set" in a
+               for a in store.recovery_report.actions)
+    assert (stray / "vectors.jvdb").read_bytes() == b"not a vector file" * 64
+    store.close()

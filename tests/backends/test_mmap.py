@@ -205,3 +205,140 @@ def test_a_reader_between_a_snapshot_and_the_next_journal_reads_again(
     names = sorted(e.name for e, _ in reader.entries())
     want = ["d0", "d1"] + (["d2"] if journal_after == "restarted" else [])
     assert folded and names == want
+
+
+def closed_mmap_store(tmp_path):
+    store = open_store(tmp_path)
+    store.create_database("docs", 2, "l2").store(["a"], np.ones((1, 2), np.float32),
+                                                 ['{"k": 1}'])
+    store.close()
+    return json.loads((tmp_path / "catalog.json").read_text())
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda doc: doc.update(deleting=[]), "field 'deleting' is not an object"),
+    (lambda doc: doc.update(deleting={"db-000000000000": dict(
+        doc["databases"]["docs"], name="old", folder="db-111111111111")}),
+     "a deleting entry is filed under 'db-000000000000'"),
+])
+def test_a_damaged_deleting_list_is_refused_and_nothing_is_changed(tmp_path, edit, fragment):
+    doc = closed_mmap_store(tmp_path)
+    edit(doc)
+    (tmp_path / "catalog.json").write_text(json.dumps(doc))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(CorruptionError, match=fragment):
+        open_store(tmp_path)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_journal_that_forgets_a_folder_not_being_deleted_is_damage(tmp_path):
+    doc = closed_mmap_store(tmp_path)
+    with open(tmp_path / "catalog.log", "a") as f:
+        f.write(json.dumps([doc["sequence"] + 1, "forget", "db-0123456789ab"]) + "\n")
+    with pytest.raises(CorruptionError, match="forgets 'db-0123456789ab', which is not being "
+                                              "deleted"):
+        open_store(tmp_path)
+
+
+def test_a_store_without_a_journal_opens_from_its_snapshot(tmp_path):
+    closed_mmap_store(tmp_path)
+    (tmp_path / "catalog.log").unlink()
+    store = open_store(tmp_path)
+    db = store.open_database("docs")
+    assert db.retrieve("a").tolist() == [1, 1] and db.get_metadata("a") == '{"k": 1}'
+    store.close()
+
+
+# -- the catalog's file writes when the disk fails ---------------------------------
+
+def failing(error):
+    def fail(*args, **kwargs):
+        raise error
+    return fail
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    from jadevec.backends.mmap import write_atomically
+    from jadevec.errors import StorageFullError
+
+    path = tmp_path / "catalog.json"
+    path.write_bytes(b"old")
+    monkeypatch.setattr(os, "replace", failing(OSError(28, "No space left on device")))
+    with pytest.raises(StorageFullError, match="write failed: the disk is full") as caught:
+        write_atomically(path, b"new")
+    assert caught.value.filename == str(path)
+    monkeypatch.setattr(os, "open", failing(OSError(5, "Input/output error")))
+    with pytest.raises(OSError, match="write failed: Input/output error"):
+        write_atomically(path, b"new")  # the temp file was never made: nothing to remove
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json"]
+    assert path.read_bytes() == b"old"
+
+
+def test_a_failed_append_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    from jadevec.backends.mmap import append_lines
+    from jadevec.errors import StorageFullError
+
+    path = tmp_path / "catalog.log"
+    path.write_bytes(b"[1]\n")
+    monkeypatch.setattr(os, "write", failing(OSError(28, "No space left on device")))
+    monkeypatch.setattr(os, "ftruncate", failing(OSError(5, "Input/output error")))
+    with pytest.raises(StorageFullError, match="append failed: the disk is full"):
+        append_lines(path, b"[2]\n")
+    monkeypatch.undo()
+    assert path.read_bytes() == b"[1]\n"
+    with pytest.raises(OSError, match="open failed") as caught:
+        append_lines(tmp_path, b"[2]\n")  # a folder where the log should be
+    assert caught.value.filename == str(tmp_path)
+
+
+def test_a_torn_tail_that_cannot_be_cut_names_the_file(tmp_path, monkeypatch):
+    from jadevec.backends.mmap import _cut_tail
+
+    path = tmp_path / "catalog.log"
+    path.write_bytes(b"[1]\n[2")
+    monkeypatch.setattr(os, "truncate", failing(OSError(5, "Input/output error")))
+    with pytest.raises(OSError, match="truncate failed: Input/output error") as caught:
+        _cut_tail(path, 4)
+    assert caught.value.filename == str(path)
+    monkeypatch.undo()
+    _cut_tail(path, 4)
+    assert path.read_bytes() == b"[1]\n"
+    _cut_tail(tmp_path / "absent.log", 0)  # no log yet: nothing to cut
+
+
+def test_metadata_log_and_journal_sync_failures_name_the_file(tmp_path, monkeypatch):
+    import pathlib
+
+    from jadevec.errors import StorageFullError
+
+    store = open_store(tmp_path)
+    catalog = store._catalog
+    db = store.create_database("docs", 2, "l2")
+    db.store(["a"], np.ones((1, 2), np.float32), ['{"k": 1}'])
+    log = next((tmp_path / "metadata").glob("*.jsonl"))
+    monkeypatch.setattr(os, "fsync", failing(OSError(28, "No space left on device")))
+    with pytest.raises(StorageFullError, match="fsync failed") as caught:
+        catalog.sync()
+    assert caught.value.filename == str(log)
+    monkeypatch.undo()
+    catalog.sync()  # the log is still pending, and now synced
+
+    store.create_database("more", 2, "l2")  # a journal line, not yet synced
+    monkeypatch.setattr(os, "fsync", failing(OSError(5, "Input/output error")))
+    with pytest.raises(OSError, match="fsync failed: Input/output error") as caught:
+        catalog.sync()
+    assert caught.value.filename == str(tmp_path / "catalog.log")
+    monkeypatch.undo()
+
+    db.store(["b"], np.ones((1, 2), np.float32), ['{"k": 2}'])
+    saved = log.read_bytes()
+    log.unlink()  # gone before its sync (its database was dropped meanwhile)
+    catalog.sync()
+    log.write_bytes(saved)
+    monkeypatch.setattr(pathlib.Path, "unlink", failing(OSError(5, "Input/output error")))
+    with pytest.raises(OSError, match="removing the metadata log failed") as caught:
+        catalog.drop(log.name[: -len(".jsonl")])
+    monkeypatch.undo()
+    assert caught.value.filename == str(log) and log.exists()
+    store.close()

@@ -147,3 +147,74 @@ def test_store_checkpoint_thread_lives_until_close(tmp_path, backend):
     assert not any(t.name.startswith(f"jadevec-checkpoint {tmp_path}")
                    for t in threading.enumerate())
     quiet.close()
+
+
+def open_fds():
+    return set(os.listdir("/proc/self/fd"))
+
+
+def failing(error):
+    def fail(*args, **kwargs):
+        raise error
+    return fail
+
+
+def test_a_lock_file_that_cannot_be_written_is_not_kept_locked(tmp_path, monkeypatch):
+    before = open_fds()
+    monkeypatch.setattr(os, "ftruncate", failing(OSError(28, "No space left on device")))
+    with pytest.raises(OSError, match="cannot write the lock file: No space left") as caught:
+        WriterLock(tmp_path)
+    assert caught.value.filename == str(tmp_path / LOCK_FILE)
+    monkeypatch.undo()
+    assert open_fds() == before
+    WriterLock(tmp_path).release()  # nothing kept the lock
+
+
+def test_an_unexpected_error_while_locking_closes_the_lock_file(tmp_path, monkeypatch):
+    before = open_fds()
+    monkeypatch.setattr(fcntl, "flock", failing(OSError(37, "No locks available")))
+    with pytest.raises(OSError, match="No locks available"):
+        WriterLock(tmp_path)
+    monkeypatch.undo()
+    assert open_fds() == before
+
+
+def test_a_holder_whose_pid_cannot_be_read_is_another_process(tmp_path, monkeypatch):
+    held = WriterLock(tmp_path)
+    try:
+        monkeypatch.setattr(os, "pread", failing(OSError(5, "Input/output error")))
+        with pytest.raises(StoreLockedError, match="open for writing by another process"):
+            WriterLock(tmp_path)
+    finally:
+        monkeypatch.undo()
+        held.release()
+
+
+def test_a_failed_folder_fsync_names_the_folder(tmp_path, monkeypatch):
+    from jadevec.backends._catalog import fsync_dir
+    from jadevec.errors import StorageFullError
+
+    monkeypatch.setattr(os, "fsync", failing(OSError(28, "No space left on device")))
+    with pytest.raises(StorageFullError, match="fsync of the folder failed") as caught:
+        fsync_dir(tmp_path)
+    assert caught.value.filename == str(tmp_path)
+    monkeypatch.setattr(os, "fsync", failing(OSError(5, "Input/output error")))
+    with pytest.raises(OSError, match="fsync of the folder failed: Input/output") as caught:
+        fsync_dir(tmp_path)
+    assert caught.value.errno == 5 and caught.value.filename == str(tmp_path)
+
+
+def test_checkpointer_of_a_collected_owner_stops_by_itself():
+    import gc
+
+    class Owner:
+        def checkpoint(self):
+            pass
+
+    owner = Owner()
+    cp = Checkpointer(0.01, owner.checkpoint, name="test-checkpoint")
+    assert cp.running
+    del owner
+    gc.collect()
+    cp._thread.join(timeout=30)  # ends at its next tick, no stop() needed
+    assert not cp.running

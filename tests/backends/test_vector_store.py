@@ -169,3 +169,101 @@ def test_writes_racing_a_compaction_are_not_lost(store):
     assert store.retrieve_vector("db", "t3-299").tolist() == [299] * 4
     assert store.retrieve_vector("db", "t2-3").tolist() == [-3] * 4
     assert store.retrieve_vector("db", "t1-5") is None
+
+
+def test_a_delete_whose_rename_fails_keeps_the_files_and_says_why(store, tmp_path,
+                                                                  monkeypatch):
+    from jadevec.errors import StorageFullError
+
+    store.create_vector_file("db", 2)
+    store.store_vector("db", "x", [1, 2])
+    store.sync()
+    folder = tmp_path / "root" / "db"
+    for code, error in ((28, StorageFullError), (5, OSError)):
+        def rename_fails(src, dst, code=code):
+            raise OSError(code, os.strerror(code), src)
+
+        monkeypatch.setattr(os, "rename", rename_fails)
+        with pytest.raises(error, match=f"renaming {str(folder)!r} failed") as caught:
+            store.delete_database_vectors("db")
+        monkeypatch.undo()
+        assert type(caught.value) is error and caught.value.errno == code
+        assert caught.value.filename == str(folder)
+        assert (folder / "vectors.jvdb").exists()
+    with MemoryMappedVectorStore(tmp_path / "root") as again:
+        assert again.retrieve_vector("db", "x").tolist() == [1, 2]
+
+
+def test_a_delete_cut_short_before_is_finished_by_the_next(store, tmp_path):
+    store.create_vector_file("db", 2)
+    leftover = tmp_path / "root" / ".db.deleting"
+    leftover.mkdir()
+    (leftover / "vectors.jvdb").write_bytes(b"from an earlier deletion")
+    store.delete_database_vectors("db")
+    assert os.listdir(tmp_path / "root") == []
+
+
+def test_flush_and_sync_of_one_set_leave_the_others(store):
+    store.create_vector_file("one", 2)
+    store.create_vector_file("two", 2)
+    store.store_vector("one", "x", [1, 2])
+    store.store_vector("two", "y", [3, 4])
+    store.flush("one")
+    store.sync("two")
+    assert store.retrieve_vector("one", "x").tolist() == [1, 2]
+    assert "pins=0" in repr(store._slots["one"]) and "gone=None" in repr(store._slots["one"])
+
+
+def test_a_closed_vector_store_refuses_work_and_a_failing_close_step_still_closes(tmp_path):
+    store = MemoryMappedVectorStore(tmp_path / "root")
+    store.create_vector_file("db", 2)
+    store.store_vector("db", "x", [1, 2])
+
+    def catalog_sync_fails():
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output error"):
+        store.close(before_files=catalog_sync_fails)
+    with pytest.raises(StoreClosedError):
+        store.sync()
+    with pytest.raises(StoreClosedError):
+        store.create_vector_file("other", 2)
+    with MemoryMappedVectorStore(tmp_path / "root") as again:  # the files were closed whole
+        assert again.retrieve_vector("db", "x").tolist() == [1, 2]
+        assert again.verify("db") == []
+
+
+def test_creating_over_a_stray_folder_is_refused(store, tmp_path):
+    (tmp_path / "root").mkdir(exist_ok=True)
+    (tmp_path / "root" / "db").mkdir()
+    with pytest.raises(DatabaseExistsError, match="a vector file set already exists"):
+        store.create_vector_file("db", 2)
+    assert os.listdir(tmp_path / "root" / "db") == []
+    store.create_vector_file("other", 2)  # the failed create left no slot behind
+
+
+def test_a_compaction_that_fails_before_its_swap_keeps_the_old_set(store, tmp_path,
+                                                                   monkeypatch):
+    from jadevec.backends import _vector_store
+
+    store.create_vector_file("db", 2)
+    store.batch_store("db", ["a", "b", "c"], np.arange(6, dtype=np.float32).reshape(3, 2))
+    store.delete_vector("db", "b")
+    stale = tmp_path / "root" / ".db.compact"
+    stale.mkdir()  # left by an earlier compaction cut short
+    (stale / "junk").write_bytes(b"x")
+    real_fsync_dir = _vector_store.fsync_dir
+
+    def fails_once(path):
+        monkeypatch.setattr(_vector_store, "fsync_dir", real_fsync_dir)
+        raise OSError(5, "Input/output error", str(path))
+
+    monkeypatch.setattr(_vector_store, "fsync_dir", fails_once)
+    with pytest.raises(OSError, match="Input/output error"):
+        store.compact("db")
+    assert sorted(os.listdir(tmp_path / "root")) == ["db"]  # no half-written set remains
+    assert sorted(store.list_vectors("db")) == ["a", "c"]
+    assert store.retrieve_vector("db", "c").tolist() == [4, 5]
+    store.store_vector("db", "d", [7, 8])  # and the set takes writes again
+    store.compact("db")
+    assert sorted(store.list_vectors("db")) == ["a", "c", "d"]
