@@ -1621,10 +1621,13 @@ def worker(templates: Path, work: Path, seed: int, numbers: list[int], only: str
 
 
 def _verify_flags(root: Path, backend: str) -> bool:
-    """Whether ``verify()`` reports the damage (a typed error counts): first from a
-    read-only open, which checks the newest commit, then from a writer, which
-    also checks the slot records (a reader skips them: the writer may be
-    changing them)."""
+    """Whether the store reports the damage (a typed error counts): first
+    ``verify()`` from a read-only open, which checks the newest commit, then a
+    writer's open and ``verify()``, which also check the slot records (a
+    reader skips them: the writer may be changing them). A writer that
+    recovers a killed store repairs a damaged slot record of a committed
+    vector from the index and says so in ``recovery_report``; a kill alone
+    never damages a record, so that report is the damage found."""
     import jadevec
     from jadevec.errors import JadevecError
     for read_only in (True, False):
@@ -1632,6 +1635,10 @@ def _verify_flags(root: Path, backend: str) -> bool:
             with jadevec.open(root, backend=backend, read_only=read_only,
                               flush_interval=0) as store:
                 if not store.verify().ok:
+                    return True
+                report = store.recovery_report
+                if report is not None and any("damaged" in a or "rewrote" in a
+                                              for a in report.actions):
                     return True
         except JadevecError:
             return True
